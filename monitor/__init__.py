@@ -1,0 +1,47 @@
+"""monitor: embedding-based outlier monitor for streams of text, backed by Chroma.
+
+The flow, one module each: ``sources`` -> ``preprocess`` -> ``embedders`` -> ``store`` ->
+``baseline`` / ``detector`` -> ``scoring`` (arrival check) -> ``query`` / ``snapshot``.
+:class:`Monitor` ties them together; the ``monitor`` command is a thin layer over it.
+"""
+
+from monitor.api import Monitor
+from monitor.baseline import Baseline, build_baseline, load_baseline
+from monitor.detector import CentroidDetector, RadiusPolicy, Verdict
+from monitor.embedders import Embedder, make_embedder
+from monitor.errors import (
+    BaselineError,
+    EmbedderError,
+    EmbedderMismatchError,
+    InputError,
+    MonitorError,
+    StoreError,
+)
+from monitor.posts import Post, Skipped
+from monitor.sources import open_source
+from monitor.store import ChromaStore
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "Baseline",
+    "BaselineError",
+    "CentroidDetector",
+    "ChromaStore",
+    "Embedder",
+    "EmbedderError",
+    "EmbedderMismatchError",
+    "InputError",
+    "Monitor",
+    "MonitorError",
+    "Post",
+    "RadiusPolicy",
+    "Skipped",
+    "StoreError",
+    "Verdict",
+    "__version__",
+    "build_baseline",
+    "load_baseline",
+    "make_embedder",
+    "open_source",
+]

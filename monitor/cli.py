@@ -1,0 +1,436 @@
+"""The ``monitor`` command: a thin click layer over :class:`monitor.api.Monitor`.
+
+Results go to stdout (tables for people, ``--format json|csv|nl`` for programs); progress,
+summaries and errors go to stderr. Any :class:`MonitorError` becomes one line and exit 1.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+
+from monitor.api import Monitor
+from monitor.detector import DEFAULT_MIN_POSTS, DEFAULT_POLICY
+from monitor.errors import InputError, MonitorError
+from monitor.output import FORMATS, write_rows
+from monitor.preprocess import CLEANERS
+from monitor.progress import progress_bar
+from monitor.sources import FORMATS as SOURCE_FORMATS
+from monitor.sources import detect_format
+from monitor.store import DEFAULT_COLLECTION, DEFAULT_DB
+
+OUTLIER_COLUMNS = ("id", "category", "distance", "radius", "nearest_category", "ingested_at", "excerpt")
+STATS_COLUMNS = (
+    "category",
+    "posts",
+    "scored",
+    "outliers",
+    "outlier_rate",
+    "no_verdict",
+    "radius",
+    "baseline_posts",
+)
+
+
+def _format_option(default: str = "table", choices: tuple[str, ...] = FORMATS) -> Any:
+    return click.option(
+        "--format",
+        "fmt",
+        type=click.Choice(choices),
+        default=default,
+        show_default=True,
+        help="Output format.",
+    )
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.option(
+    "--db",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=DEFAULT_DB,
+    show_default=True,
+    envvar="MONITOR_DB",
+    help="Embedded Chroma database folder (env MONITOR_DB).",
+)
+@click.option(
+    "--chroma-url",
+    envvar="MONITOR_CHROMA_URL",
+    default=None,
+    help="Use a Chroma server instead (http://HOST:PORT).",
+)
+@click.option("--collection", default=DEFAULT_COLLECTION, show_default=True, help="Collection name.")
+@click.option("-v", "--verbose", is_flag=True, help="Log progress lines to stderr.")
+@click.version_option(package_name="monitor")
+@click.pass_context
+def cli(ctx: click.Context, db: Path, chroma_url: str | None, collection: str, verbose: bool) -> None:
+    """Embedding-based outlier monitor for streams of text, backed by Chroma.
+
+    \b
+    monitor ingest 20news-bydate.tar.gz --category 'sci.*' --per-category 150
+    monitor baseline
+    monitor ingest arrivals.jsonl
+    monitor outliers --category sci.space --format json
+    monitor snapshot --out snapshot/
+    """
+    logging.basicConfig(
+        level=logging.INFO if verbose else logging.WARNING, format="%(message)s", stream=sys.stderr
+    )
+    ctx.obj = {"db": db, "url": chroma_url, "collection": collection}
+
+
+def _monitor(ctx: click.Context, embedder: str = "minilm", threads: int | None = None) -> Monitor:
+    o = ctx.obj
+    return Monitor(o["db"], url=o["url"], collection=o["collection"], embedder=embedder, threads=threads)
+
+
+# -- ingest ----------------------------------------------------------------------------------
+
+
+@cli.command()
+@click.argument("source")
+@click.option(
+    "--format",
+    "source_format",
+    type=click.Choice(SOURCE_FORMATS),
+    help="Source format (default: from the name; - is JSONL).",
+)
+@click.option(
+    "--split", type=click.Choice(["train", "test", "all"]), default=None, help="20news: which split [train]."
+)
+@click.option(
+    "--category", "categories", multiple=True, help="20news: category glob, repeatable (e.g. 'sci.*')."
+)
+@click.option(
+    "--exclude-category", "exclude", multiple=True, help="20news: category glob to leave out, repeatable."
+)
+@click.option(
+    "--per-category", type=click.IntRange(min=1), help="20news: random sample of N posts per category."
+)
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed for sampling and --as-category.")
+@click.option("--id-field", default=None, help="JSONL/CSV: id field [id] (optional in the data).")
+@click.option("--text-field", default=None, help="JSONL/CSV: text field [text].")
+@click.option("--category-field", default=None, help="JSONL/CSV: category field [category].")
+@click.option(
+    "--clean",
+    type=click.Choice(sorted(CLEANERS)),
+    default="seed",
+    show_default=True,
+    help="seed: the notebook's cleaning; strip: drop headers, quotes, signatures; none.",
+)
+@click.option(
+    "--as-category",
+    help="File every post under this category (name, comma list or glob of baseline categories; one is picked per post).",
+)
+@click.option("--embedder", default="minilm", show_default=True, help="Embedding model.")
+@click.option(
+    "--threads", type=click.IntRange(min=1), help="Threads for the model [MONITOR_THREADS or all cores]."
+)
+@click.option("--verdicts", is_flag=True, help="Print each stored post's verdict as a JSON line on stdout.")
+@click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON on stdout.")
+@click.pass_context
+def ingest(
+    ctx: click.Context,
+    source: str,
+    source_format: str | None,
+    split: str | None,
+    categories: tuple[str, ...],
+    exclude: tuple[str, ...],
+    per_category: int | None,
+    seed: int,
+    id_field: str | None,
+    text_field: str | None,
+    category_field: str | None,
+    clean: str,
+    as_category: str | None,
+    embedder: str,
+    threads: int | None,
+    verdicts: bool,
+    as_json: bool,
+) -> None:
+    """Embed, score and store posts from SOURCE (.tar.gz / folder of 20news-bydate, .jsonl, .csv, or - for stdin).
+
+    \b
+    Re-running never duplicates: posts already stored with the same text are skipped
+    without being embedded again.
+    """
+    fmt = source_format or detect_format(source)
+    news_opts = {
+        "--split": split,
+        "--category": categories,
+        "--exclude-category": exclude,
+        "--per-category": per_category,
+    }
+    record_opts = {"--id-field": id_field, "--text-field": text_field, "--category-field": category_field}
+    wrong = [k for k, v in (record_opts if fmt == "20news" else news_opts).items() if v]
+    if wrong:
+        raise InputError(f"{', '.join(wrong)} do(es) not apply to {fmt} sources")
+
+    def emit(rows: list[dict[str, Any]]) -> None:
+        for row in rows:
+            click.echo(json.dumps(row, ensure_ascii=False))
+        sys.stdout.flush()
+
+    total = None
+    kwargs: dict[str, Any] = {
+        "format": fmt,
+        "split": split or "train",
+        "categories": categories or ("*",),
+        "exclude": exclude,
+        "per_category": per_category,
+        "seed": seed,
+        "id_field": id_field or "id",
+        "text_field": text_field or "text",
+        "category_field": category_field or "category",
+    }
+    from monitor.sources import open_source
+
+    opened = open_source(source, **kwargs)  # fails fast on a bad path, before the model loads
+    mon = _monitor(ctx, embedder, threads)
+    try:
+        total = len(opened)  # type: ignore[arg-type]
+    except TypeError:
+        total = None
+    mon.embedder  # load the model before the bar starts  # noqa: B018
+    with progress_bar("ingest", total) as advance:
+        report = mon.ingest(
+            opened,
+            clean=clean,
+            as_category=as_category,
+            seed=seed,
+            progress=advance,
+            on_results=emit if verdicts else None,
+        )
+    _print_ingest_summary(report)
+    if as_json:
+        click.echo(json.dumps(report.as_dict(), indent=2))
+    if report.read == 0:
+        raise InputError(f"no posts in {source}")
+    if report.stored + report.unchanged == 0:
+        raise InputError(
+            f"none of the {report.read} records in {source} could be ingested (see reasons above)"
+        )
+
+
+def _print_ingest_summary(report: Any) -> None:
+    verdicts = ", ".join(f"{k} {v}" for k, v in sorted(report.verdicts.items())) or "none"
+    click.echo(
+        f"read {report.read}: {report.added} new, {report.updated} updated, {report.refiled} refiled, "
+        f"{report.unchanged} unchanged, {report.skipped} skipped; {report.truncated} cut to the model window; "
+        f"verdicts: {verdicts}; {report.seconds:.1f}s",
+        err=True,
+    )
+    for reason, n in report.skip_reasons.most_common():
+        example = next((w for w, r in report.skip_examples if r == reason), "")
+        click.echo(f"  skipped {n}: {reason} (e.g. {example})", err=True)
+
+
+# -- baseline ----------------------------------------------------------------------------------
+
+
+@cli.command()
+@click.option(
+    "--policy",
+    default=DEFAULT_POLICY,
+    show_default=True,
+    help="Radius: quantile:Q (per category) or fixed:R.",
+)
+@click.option(
+    "--min-posts",
+    type=click.IntRange(min=2),
+    default=DEFAULT_MIN_POSTS,
+    show_default=True,
+    help="Categories with fewer stored posts get no verdict.",
+)
+@click.option("--no-rescore", is_flag=True, help="Do not re-score stored posts against the new baseline.")
+@_format_option()
+@click.pass_context
+def baseline(ctx: click.Context, policy: str, min_posts: int, no_rescore: bool, fmt: str) -> None:
+    """Recompute per-category centroids and radii from the stored vectors, then re-score stored posts."""
+    mon = _monitor(ctx)
+    with progress_bar("baseline", None) as advance:
+        base, report = mon.build_baseline(policy, min_posts, rescore_posts=not no_rescore, progress=advance)
+    rows = [
+        {
+            "category": r["category"],
+            "posts": r["n_posts"],
+            "status": r["status"],
+            "radius": r.get("radius"),
+            "mean_distance": r["mean_distance"],
+        }
+        for r in base.records
+    ]
+    write_rows(rows, fmt, sys.stdout)
+    msg = f"baseline v{base.version} ({base.policy}) from {base.n_posts} posts in {len(rows)} categories"
+    if report is not None:
+        msg += (
+            f"; re-scored {report.posts} posts: {report.outliers} outliers "
+            f"({report.newly_flagged} newly flagged, {report.cleared} cleared)"
+        )
+    click.echo(msg, err=True)
+
+
+# -- outliers / stats / sweep ----------------------------------------------------------------
+
+
+@cli.command()
+@click.option("--category", help="Only this category (a glob like 'sci.*' works).")
+@click.option("--since", help="Only posts ingested since: ISO time or an age like 90m, 12h, 7d.")
+@click.option("--min-distance", type=float, help="Only posts at least this far from their centroid.")
+@click.option("--limit", type=click.IntRange(min=1), help="At most N rows.")
+@_format_option()
+@click.pass_context
+def outliers(
+    ctx: click.Context,
+    category: str | None,
+    since: str | None,
+    min_distance: float | None,
+    limit: int | None,
+    fmt: str,
+) -> None:
+    """List flagged posts, most distant from their category's centroid first."""
+    rows = _monitor(ctx).outliers(category=category, since=since, min_distance=min_distance, limit=limit)
+    write_rows(rows, fmt, sys.stdout, OUTLIER_COLUMNS, max_width=60)
+
+
+@cli.command()
+@_format_option(choices=("table", "json"))
+@click.pass_context
+def stats(ctx: click.Context, fmt: str) -> None:
+    """Counts and outlier rates per category, baseline version and age."""
+    info = _monitor(ctx).stats()
+    if fmt == "json":
+        click.echo(json.dumps(info, indent=2))
+        return
+    write_rows(info["categories"], "table", sys.stdout, STATS_COLUMNS)
+    base = info["baseline"]
+    lines = [
+        f"{info['posts']} posts in {info['location']} (collection {info['collection']}, embedder {info['embedder']})"
+    ]
+    if base:
+        age = base["age_seconds"]
+        lines.append(
+            f"baseline v{base['version']} ({base['policy']}) built {base['created_at']} "
+            f"({_age(age)} ago) from {base['posts']} posts; {base['posts_with_older_verdicts']} posts carry older verdicts"
+        )
+    else:
+        lines.append("no baseline yet: run `monitor baseline`")
+    click.echo("\n".join(lines))
+
+
+def _age(seconds: float) -> str:
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds >= size:
+            return f"{seconds / size:.1f}{unit}"
+    return f"{seconds:.0f}s"
+
+
+@cli.command()
+@click.option("--radii", help="Comma-separated radii (default: a grid over the stored distances).")
+@_format_option()
+@click.pass_context
+def sweep(ctx: click.Context, radii: str | None, fmt: str) -> None:
+    """Number of stored posts beyond each radius (the notebook's radius sweep)."""
+    grid = None
+    if radii:
+        try:
+            grid = [float(r) for r in radii.split(",") if r.strip()]
+        except ValueError:
+            raise InputError(f"bad --radii {radii!r}: expected numbers like 0.4,0.5,0.6") from None
+    write_rows(_monitor(ctx).radius_sweep(grid), fmt, sys.stdout)
+
+
+# -- snapshot ----------------------------------------------------------------------------------
+
+
+@cli.command()
+@click.option(
+    "--out",
+    type=click.Path(path_type=Path),
+    default=Path("snapshot"),
+    show_default=True,
+    help="Output folder.",
+)
+@click.option(
+    "--max-points", type=click.IntRange(min=10), default=2000, show_default=True, help="Cap on t-SNE points."
+)
+@click.option(
+    "--top", type=click.IntRange(min=1), default=10, show_default=True, help="Top outliers per category."
+)
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed for the sample and t-SNE.")
+@click.option(
+    "--compare-to", type=click.Path(path_type=Path), help="Earlier snapshot folder to compare with."
+)
+@click.pass_context
+def snapshot(
+    ctx: click.Context, out: Path, max_points: int, top: int, seed: int, compare_to: Path | None
+) -> None:
+    """Write a t-SNE map, radius sweep, top outliers, report.html and summary.json into --out."""
+
+    def say(msg: str) -> None:
+        if sys.stderr.isatty() or logging.getLogger().isEnabledFor(logging.INFO):
+            click.echo(f"snapshot: {msg}…", err=True)
+
+    summary = _monitor(ctx).snapshot(
+        out, max_points=max_points, top=top, seed=seed, compare_to=compare_to, progress=say
+    )
+    click.echo(str(out / "report.html"))
+    changes = summary.get("changes")
+    extra = (
+        f"; since last: {changes['new_flags']} new flags, {changes['cleared_flags']} cleared"
+        if changes
+        else ""
+    )
+    click.echo(
+        f"snapshot of {summary['posts']} posts, {summary['outliers']} outliers, "
+        f"{summary['map']['points']} on the map{extra}",
+        err=True,
+    )
+
+
+# -- entry point -------------------------------------------------------------------------------
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Run the CLI; errors become one line on stderr and a non-zero exit, never a traceback."""
+    try:
+        cli.main(args=argv, prog_name="monitor", standalone_mode=False)
+    except click.exceptions.NoArgsIsHelpError as exc:
+        click.echo(exc.ctx.get_help() if exc.ctx else str(exc), err=True)
+        sys.exit(2)
+    except click.ClickException as exc:
+        hint = (
+            f" (try 'monitor {exc.ctx.info_name} --help')"
+            if getattr(exc, "ctx", None) and exc.ctx.info_name != "monitor"
+            else ""
+        )
+        click.echo(f"Error: {exc.format_message()}{hint}", err=True)
+        sys.exit(exc.exit_code)
+    except click.exceptions.Exit as exc:
+        sys.exit(exc.exit_code)
+    except (click.exceptions.Abort, KeyboardInterrupt):
+        click.echo("Error: interrupted", err=True)
+        sys.exit(130)
+    except MonitorError as exc:
+        click.echo(f"Error: {exc}", err=True)
+        sys.exit(exc.exit_code)
+    except BrokenPipeError:
+        sys.stderr.close()
+        sys.exit(0)
+    except Exception as exc:
+        if os.environ.get("MONITOR_DEBUG"):
+            raise
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+        click.echo(
+            f"Error: unexpected {type(exc).__name__}: {first} (MONITOR_DEBUG=1 shows a traceback)", err=True
+        )
+        sys.exit(1)
+
+
+if __name__ == "__main__":
+    main()

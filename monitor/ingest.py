@@ -1,0 +1,271 @@
+"""Ingest: posts from a source are cleaned, embedded once, checked against the baseline and stored.
+
+Idempotent: ids are stable (source id, else a content hash) and writes are upserts. A post whose
+id is already stored with the same text is not re-embedded; with changed text it is re-embedded
+and overwritten; with the same text under another category only its category and verdict change.
+Posts flow in chunks fed by a reader thread, so a live stdin stream is scored as lines arrive.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import random
+import time
+from collections import Counter
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from monitor.baseline import Baseline, load_baseline
+from monitor.chunks import live_chunks
+from monitor.embedders.base import Embedder
+from monitor.errors import InputError
+from monitor.posts import Post, Skipped, text_digest
+from monitor.preprocess import get_cleaner
+from monitor.scoring import score
+from monitor.store import ChromaStore
+
+DEFAULT_CHUNK = 64
+DEFAULT_MAX_CHARS = 1_000_000
+MAX_SKIP_EXAMPLES = 20
+
+
+@dataclass
+class IngestReport:
+    """What one ingest did; ``skip_reasons`` counts skipped records by reason."""
+
+    read: int = 0
+    added: int = 0
+    updated: int = 0
+    unchanged: int = 0
+    refiled: int = 0
+    duplicates_in_input: int = 0
+    truncated: int = 0
+    flagged: int = 0
+    verdicts: Counter[str] = field(default_factory=Counter)
+    skip_reasons: Counter[str] = field(default_factory=Counter)
+    skip_examples: list[tuple[str, str]] = field(default_factory=list)
+    seconds: float = 0.0
+
+    @property
+    def skipped(self) -> int:
+        return sum(self.skip_reasons.values())
+
+    @property
+    def stored(self) -> int:
+        return self.added + self.updated + self.refiled
+
+    def skip(self, where: str, reason: str) -> None:
+        self.skip_reasons[reason] += 1
+        if len(self.skip_examples) < MAX_SKIP_EXAMPLES:
+            self.skip_examples.append((where, reason))
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "read": self.read,
+            "added": self.added,
+            "updated": self.updated,
+            "refiled": self.refiled,
+            "unchanged": self.unchanged,
+            "duplicates_in_input": self.duplicates_in_input,
+            "skipped": self.skipped,
+            "skip_reasons": dict(self.skip_reasons),
+            "skip_examples": [{"where": w, "reason": r} for w, r in self.skip_examples],
+            "truncated": self.truncated,
+            "flagged": self.flagged,
+            "verdicts": dict(self.verdicts),
+            "seconds": round(self.seconds, 2),
+        }
+
+
+class CategoryAssigner:
+    """Files posts under a claimed category (e.g. off-topic posts arriving in a sci.* group).
+
+    ``spec`` is a category name, a comma list, or a glob matched against the baseline's
+    categories; with several choices each post gets one at random, seeded by its id so a
+    re-run files it in the same place.
+    """
+
+    def __init__(self, spec: str, known: Sequence[str], seed: int = 0) -> None:
+        choices: list[str] = []
+        for part in (p.strip() for p in spec.split(",")):
+            if not part:
+                continue
+            if any(ch in part for ch in "*?["):
+                matched = fnmatch.filter(known, part)
+                if not matched:
+                    raise InputError(
+                        f"--as-category {part!r} matches no baseline category (have: {', '.join(known) or 'none'})"
+                    )
+                choices.extend(matched)
+            else:
+                choices.append(part)
+        if not choices:
+            raise InputError("--as-category is empty")
+        self.choices = sorted(set(choices))
+        self.seed = seed
+
+    def __call__(self, post_id: str) -> str:
+        if len(self.choices) == 1:
+            return self.choices[0]
+        return random.Random(f"{self.seed}:{post_id}").choice(self.choices)
+
+
+@dataclass
+class _Prepared:
+    id: str
+    text: str
+    category: str | None
+    meta: dict[str, Any]
+
+
+def ingest(
+    store: ChromaStore,
+    embedder: Embedder,
+    source: Iterable[Post | Skipped],
+    *,
+    clean: str = "seed",
+    as_category: str | None = None,
+    seed: int = 0,
+    source_name: str = "",
+    chunk_size: int = DEFAULT_CHUNK,
+    max_chars: int = DEFAULT_MAX_CHARS,
+    progress: Callable[[int], None] | None = None,
+    on_results: Callable[[list[dict[str, Any]]], None] | None = None,
+) -> IngestReport:
+    """Read ``source``, embed new posts, score them against the current baseline, store them."""
+    started = time.monotonic()
+    cleaner = get_cleaner(clean)
+    store.check_stamp(embedder.stamp())
+    baseline = load_baseline(store)
+    if baseline is not None and baseline.embedder and baseline.embedder != embedder.id:
+        baseline = None  # never score with centroids from another vector space
+    assigner = (
+        CategoryAssigner(as_category, baseline.detector.categories_ if baseline else [], seed)
+        if as_category
+        else None
+    )
+    report = IngestReport()
+    for chunk in live_chunks(source, chunk_size):
+        prepared = _prepare(chunk, cleaner, assigner, source_name, max_chars, report)
+        if prepared:
+            _store_chunk(store, embedder, baseline, prepared, report, on_results)
+        if progress:
+            progress(len(chunk))
+    report.seconds = time.monotonic() - started
+    return report
+
+
+def _prepare(
+    chunk: list[Post | Skipped],
+    cleaner: Callable[[str], str],
+    assigner: CategoryAssigner | None,
+    source_name: str,
+    max_chars: int,
+    report: IngestReport,
+) -> list[_Prepared]:
+    by_id: dict[str, _Prepared] = {}
+    for item in chunk:
+        report.read += 1
+        if isinstance(item, Skipped):
+            report.skip(item.where, item.reason)
+            continue
+        pid = item.stable_id()
+        if len(item.text) > max_chars:
+            report.skip(pid, f"post longer than {max_chars:,} characters")
+            continue
+        text = cleaner(item.text)
+        if not text.strip():
+            report.skip(pid, "empty post")
+            continue
+        category = item.category.strip() if item.category and item.category.strip() else None
+        meta: dict[str, Any] = dict(item.extra)
+        if assigner is not None:
+            if category is not None:
+                meta["original_category"] = category
+            category = assigner(pid)
+        meta.update(
+            {
+                "category": category,
+                "has_category": category is not None,
+                "text_sha": text_digest(text),
+                "chars": len(text),
+                "source": source_name,
+            }
+        )
+        if pid in by_id:
+            report.duplicates_in_input += 1
+        by_id[pid] = _Prepared(pid, text, category, meta)
+    return list(by_id.values())
+
+
+def _store_chunk(
+    store: ChromaStore,
+    embedder: Embedder,
+    baseline: Baseline | None,
+    posts: list[_Prepared],
+    report: IngestReport,
+    on_results: Callable[[list[dict[str, Any]]], None] | None,
+) -> None:
+    stored = store.metadata_for([p.id for p in posts])
+    fresh: list[_Prepared] = []
+    refile: list[_Prepared] = []
+    for p in posts:
+        old = stored.get(p.id)
+        if old is None or old.get("text_sha") != p.meta["text_sha"]:
+            fresh.append(p)
+        elif old.get("category") != p.category:
+            refile.append(p)
+        else:
+            report.unchanged += 1
+    results: list[dict[str, Any]] = []
+    if fresh:
+        batch = embedder.encode([p.text for p in fresh])
+        verdicts = score(baseline, batch.vectors, [p.category for p in fresh])
+        now = datetime.now(UTC)
+        metas = []
+        for p, v, cut in zip(fresh, verdicts, batch.truncated, strict=True):
+            meta = {
+                **p.meta,
+                **v,
+                "truncated": bool(cut),
+                "ingested_at": now.isoformat(timespec="seconds"),
+                "ingested_ts": now.timestamp(),
+            }
+            metas.append(meta)
+            is_update = p.id in stored
+            report.updated += int(is_update)
+            report.added += int(not is_update)
+            report.truncated += int(bool(cut))
+            results.append(_result(p, v, "updated" if is_update else "added"))
+        store.upsert([p.id for p in fresh], batch.vectors, [p.text for p in fresh], metas)
+    if refile:
+        page = store.get([p.id for p in refile], vectors=True)
+        by_id = {pid: i for i, pid in enumerate(page.ids)}
+        vectors = page.vectors[[by_id[p.id] for p in refile]]
+        verdicts = score(baseline, vectors, [p.category for p in refile])
+        updates = []
+        for p, v in zip(refile, verdicts, strict=True):
+            filing = {k: p.meta.get(k) for k in ("category", "has_category", "original_category")}
+            updates.append({**filing, **v})
+            results.append(_result(p, v, "refiled"))
+        store.update_metadata([p.id for p in refile], updates)
+        report.refiled += len(refile)
+    for r in results:
+        report.verdicts[r["verdict"]] += 1
+        report.flagged += int(r["verdict"] == "outlier")
+    if on_results and results:
+        on_results(results)
+
+
+def _result(p: _Prepared, verdict: dict[str, Any], action: str) -> dict[str, Any]:
+    return {
+        "id": p.id,
+        "action": action,
+        "category": p.category,
+        "verdict": verdict["verdict"],
+        "distance": verdict["distance"],
+        "radius": verdict["radius"],
+        "nearest_category": verdict["nearest_category"],
+    }
