@@ -159,6 +159,8 @@ def ingest(
     Re-running never duplicates: posts already stored with the same text are skipped
     without being embedded again.
     """
+    if source != "-" and not Path(source).exists():
+        raise InputError(f"no such file or directory: {source}")
     fmt = source_format or detect_format(source)
     news_opts = {
         "--split": split,
