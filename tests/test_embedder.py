@@ -1,0 +1,85 @@
+"""The offline MiniLM embedder against independent fp32 reference vectors (real posts)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from monitor.embedders import make_embedder
+from monitor.embedders.minilm import OnnxMiniLM, _checked
+from monitor.errors import EmbedderError
+
+from conftest import REFERENCE
+
+
+@pytest.fixture(scope="module")
+def reference() -> tuple[list[str], np.ndarray]:
+    data = json.loads(REFERENCE.read_text(encoding="utf-8"))
+    texts = [item["text"] for item in data["items"]]
+    vectors = np.array([item["vector"] for item in data["items"]], dtype=np.float32)
+    return texts, vectors
+
+
+def _cosines(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    return (a * b).sum(1) / (np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1))
+
+
+def test_matches_fp32_reference_vectors(minilm: OnnxMiniLM, reference: tuple[list[str], np.ndarray]) -> None:
+    texts, ref = reference
+    batch = minilm.encode(texts)
+    assert batch.vectors.shape == (24, 384)
+    assert batch.vectors.dtype == np.float32
+    cos = _cosines(batch.vectors, ref)
+    assert cos.min() >= 0.998, f"worst cosine {cos.min():.5f}"
+    np.testing.assert_allclose(np.linalg.norm(batch.vectors, axis=1), 1.0, atol=1e-5)
+
+
+def test_batching_does_not_change_vectors(reference: tuple[list[str], np.ndarray]) -> None:
+    texts, ref = reference
+    batched = OnnxMiniLM(threads=1, batch_size=8, batch_tokens=4096).encode(texts)
+    assert _cosines(batched.vectors, ref).min() >= 0.998
+
+
+def test_long_posts_are_flagged_as_truncated(minilm: OnnxMiniLM, reference: tuple[list[str], np.ndarray]) -> None:
+    texts, _ = reference
+    long_text = " ".join(["satellite orbit"] * 400)
+    batch = minilm.encode([texts[0], long_text])
+    assert batch.truncated.tolist() == [False, True]
+
+
+def test_empty_input_gives_empty_array(minilm: OnnxMiniLM) -> None:
+    batch = minilm.encode([])
+    assert batch.vectors.shape == (0, 384)
+
+
+def test_order_is_preserved_despite_length_sorting(minilm: OnnxMiniLM, reference: tuple[list[str], np.ndarray]) -> None:
+    texts, ref = reference
+    reordered = texts[::-1]
+    vectors = minilm.embed(reordered)
+    assert _cosines(vectors, ref[::-1]).min() >= 0.998
+
+
+def test_checksum_mismatch_is_refused(tmp_path: Path) -> None:
+    bogus = tmp_path / "model.onnx"
+    bogus.write_bytes(b"not a model")
+    with pytest.raises(EmbedderError, match="sha256"):
+        _checked(bogus, "0" * 64, "MiniLM ONNX weights")
+
+
+def test_threads_from_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("MONITOR_THREADS", "1")
+    assert OnnxMiniLM().threads == 1
+    monkeypatch.setenv("MONITOR_THREADS", "many")
+    with pytest.raises(EmbedderError, match="MONITOR_THREADS"):
+        OnnxMiniLM()
+
+
+def test_make_embedder_specs() -> None:
+    assert make_embedder("hashing:16").dim == 16
+    with pytest.raises(EmbedderError, match="unknown embedder"):
+        make_embedder("word2vec")
+    with pytest.raises(EmbedderError, match="hashing:DIM"):
+        make_embedder("hashing:big")
