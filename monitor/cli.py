@@ -297,7 +297,11 @@ def outliers(
 ) -> None:
     """List flagged posts, most distant from their category's centroid first."""
     rows = _monitor(ctx).outliers(category=category, since=since, min_distance=min_distance, limit=limit)
-    write_rows(rows, fmt, sys.stdout, OUTLIER_COLUMNS, max_width=60)
+    columns: tuple[str, ...] = OUTLIER_COLUMNS
+    if fmt == "table":  # people get the essentials; json/csv/nl carry every field
+        columns = (*OUTLIER_COLUMNS[:-1], "original_category", "excerpt")
+        rows = [{k: r.get(k) for k in columns if k in r} for r in rows]
+    write_rows(rows, fmt, sys.stdout, columns, max_width=60)
 
 
 @cli.command()

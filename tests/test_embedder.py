@@ -7,12 +7,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import REFERENCE
 
 from monitor.embedders import make_embedder
 from monitor.embedders.minilm import OnnxMiniLM, _checked
 from monitor.errors import EmbedderError
-
-from conftest import REFERENCE
 
 
 @pytest.fixture(scope="module")
