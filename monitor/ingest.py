@@ -147,8 +147,9 @@ def ingest(
         else None
     )
     report = IngestReport()
+    seen: set[str] = set()  # ids met earlier in this input: a repeat is counted; the last one wins
     for chunk in live_chunks(source, chunk_size):
-        prepared = _prepare(chunk, cleaner, assigner, source_name, max_chars, report)
+        prepared = _prepare(chunk, cleaner, assigner, source_name, max_chars, report, seen)
         if prepared:
             _store_chunk(store, embedder, baseline, prepared, report, on_results)
         if progress:
@@ -164,6 +165,7 @@ def _prepare(
     source_name: str,
     max_chars: int,
     report: IngestReport,
+    seen: set[str],
 ) -> list[_Prepared]:
     by_id: dict[str, _Prepared] = {}
     for item in chunk:
@@ -194,8 +196,9 @@ def _prepare(
                 "source": source_name,
             }
         )
-        if pid in by_id:
+        if pid in by_id or pid in seen:
             report.duplicates_in_input += 1
+        seen.add(pid)
         by_id[pid] = _Prepared(pid, text, category, meta)
     return list(by_id.values())
 
@@ -240,6 +243,15 @@ def _store_chunk(
             report.truncated += int(bool(cut))
             results.append(_result(p, v, "updated" if is_update else "added"))
         store.upsert([p.id for p in fresh], batch.vectors, [p.text for p in fresh], metas)
+        # Chroma's upsert merges metadata: delete keys an overwritten post no longer has
+        stale = [
+            (p.id, {k: None for k in stored[p.id].keys() - {k for k, v in m.items() if v is not None}})
+            for p, m in zip(fresh, metas, strict=True)
+            if p.id in stored
+        ]
+        stale = [(pid, keys) for pid, keys in stale if keys]
+        if stale:
+            store.update_metadata([pid for pid, _ in stale], [keys for _, keys in stale])
     if refile:
         page = store.get([p.id for p in refile], vectors=True)
         by_id = {pid: i for i, pid in enumerate(page.ids)}

@@ -161,6 +161,8 @@ class ChromaStore:
     def check_stamp(self, stamp: Mapping[str, Any]) -> None:
         """Stamp an empty collection with the embedder; refuse a different embedder later."""
         current = self.stamp()
+        if current and self.count() == 0:
+            current = {}  # an empty collection (e.g. after a failed first ingest) takes the new stamp
         if not current:
             if self.count() > 0:
                 raise EmbedderMismatchError(

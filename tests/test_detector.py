@@ -44,7 +44,9 @@ def test_fixed_radius_is_the_same_for_all(clusters: tuple[np.ndarray, list[str]]
     assert det.radii_.tolist() == [0.3, 0.3]
 
 
-def test_far_post_is_an_outlier_and_names_the_nearest_category(clusters: tuple[np.ndarray, list[str]]) -> None:
+def test_far_post_is_an_outlier_and_names_the_nearest_category(
+    clusters: tuple[np.ndarray, list[str]],
+) -> None:
     X, y = clusters
     det = CentroidDetector().fit(X, y)
     post_b_filed_as_a = _unit(np.array([[0.0, 1.0, 0.05, 0.0]]))
@@ -100,7 +102,9 @@ def test_rows_without_category_do_not_move_centroids(clusters: tuple[np.ndarray,
     np.testing.assert_allclose(det.centroids_[0], X[:200].mean(0), atol=1e-6)
 
 
-@pytest.mark.parametrize("spec", ["fixed:-1", "fixed:0", "quantile:1.5", "quantile:0", "median", "quantile:x"])
+@pytest.mark.parametrize(
+    "spec", ["fixed:-1", "fixed:0", "quantile:1.5", "quantile:0", "median", "quantile:x"]
+)
 def test_bad_policies_are_refused(spec: str) -> None:
     with pytest.raises(BaselineError, match="policy"):
         RadiusPolicy.parse(spec)

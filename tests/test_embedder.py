@@ -42,7 +42,9 @@ def test_batching_does_not_change_vectors(reference: tuple[list[str], np.ndarray
     assert _cosines(batched.vectors, ref).min() >= 0.998
 
 
-def test_long_posts_are_flagged_as_truncated(minilm: OnnxMiniLM, reference: tuple[list[str], np.ndarray]) -> None:
+def test_long_posts_are_flagged_as_truncated(
+    minilm: OnnxMiniLM, reference: tuple[list[str], np.ndarray]
+) -> None:
     texts, _ = reference
     long_text = " ".join(["satellite orbit"] * 400)
     batch = minilm.encode([texts[0], long_text])
@@ -54,7 +56,9 @@ def test_empty_input_gives_empty_array(minilm: OnnxMiniLM) -> None:
     assert batch.vectors.shape == (0, 384)
 
 
-def test_order_is_preserved_despite_length_sorting(minilm: OnnxMiniLM, reference: tuple[list[str], np.ndarray]) -> None:
+def test_order_is_preserved_despite_length_sorting(
+    minilm: OnnxMiniLM, reference: tuple[list[str], np.ndarray]
+) -> None:
     texts, ref = reference
     reordered = texts[::-1]
     vectors = minilm.embed(reordered)

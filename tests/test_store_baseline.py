@@ -125,5 +125,7 @@ def test_ingest_then_baseline_then_arrival_with_test_embedder(db: Path, hashing:
     report = mon.ingest([Post("hockey playoffs goalie puck stanley cup", "space", "x1")])
     assert report.added == 1 and report.flagged == 1
     row = mon.outliers()[0]  # the most distant first
-    assert row["id"] == "x1" and row["nearest_category"] in {"space", "med"} and row["distance"] > row["radius"]
+    assert (
+        row["id"] == "x1" and row["nearest_category"] in {"space", "med"} and row["distance"] > row["radius"]
+    )
     assert base.version == 1

@@ -1,0 +1,521 @@
+"""The ``monitor`` command: end to end on the real sample with the real model, bad input,
+stdin, and clean stdout for pipes.
+
+In-process through click's CliRunner (success paths) and ``monitor.cli.main`` (error paths,
+which only ``main`` turns into one line), plus a few subprocesses for stdin and true pipes.
+Real embedded Chroma in tmp folders throughout.
+"""
+
+from __future__ import annotations
+
+import base64
+import csv
+import io
+import json
+import queue
+import random
+import re
+import subprocess
+import sys
+import threading
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+from click.testing import CliRunner, Result
+
+import monitor
+from monitor.baseline import load_baseline
+from monitor.cli import OUTLIER_COLUMNS, cli, main
+from monitor.posts import content_id
+from monitor.store import ChromaStore
+
+SAMPLE = Path(monitor.__file__).parent / "data" / "20news-sample.tar.gz"
+SCI = ("sci.crypt", "sci.electronics", "sci.med", "sci.space")
+HASH = ("--embedder", "hashing")
+PNG = b"\x89PNG\r\n\x1a\n"
+VOCAB = {
+    "alpha": [
+        "orbit",
+        "rocket",
+        "launch",
+        "shuttle",
+        "moon",
+        "mars",
+        "nasa",
+        "satellite",
+        "payload",
+        "booster",
+        "lunar",
+    ],
+    "beta": [
+        "doctor",
+        "patient",
+        "disease",
+        "symptom",
+        "treatment",
+        "drug",
+        "clinical",
+        "diet",
+        "vitamin",
+        "cancer",
+    ],
+}
+
+
+# -- helpers ----------------------------------------------------------------------------------------------
+
+
+def run_main(args: list[Any], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
+    """``monitor.cli.main`` in-process: (exit code, stdout, stderr)."""
+    capsys.readouterr()
+    try:
+        main([str(a) for a in args])
+        code = 0
+    except SystemExit as exc:
+        code = exc.code if isinstance(exc.code, int) else int(exc.code is not None)
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def run_module(*args: Any, input: str | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "monitor.cli", *map(str, args)],
+        input=input,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+def text_for(category: str, i: int, words: int = 20) -> str:
+    rng = random.Random(f"{category}:{i}")
+    return " ".join(rng.choice(VOCAB[category]) for _ in range(words))
+
+
+def write_jsonl(path: Path, records: list[Any]) -> Path:
+    lines = [r if isinstance(r, str) else json.dumps(r) for r in records]
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return path
+
+
+def good_records(n: int = 30, prefix: str = "g") -> list[dict[str, str]]:
+    cats = ["alpha", "beta"]
+    return [
+        {"id": f"{prefix}{i}", "text": text_for(cats[i % 2], i), "category": cats[i % 2]} for i in range(n)
+    ]
+
+
+def store_state(db: Path, pid: str = "g0") -> tuple[int, dict[str, Any], dict[str, Any]]:
+    store = ChromaStore.open(db)
+    return store.count(), store.metadata_for([pid]).get(pid, {}), store.stamp()
+
+
+def all_meta(db: Path) -> dict[str, dict[str, Any]]:
+    store = ChromaStore.open(db)
+    return {i: m for page in store.pages() for i, m in zip(page.ids, page.metadatas, strict=True)}
+
+
+def one_error_line(err: str) -> str:
+    lines = err.rstrip("\n").splitlines()
+    errors = [line for line in lines if line.startswith("Error:")]
+    assert len(errors) == 1, err
+    assert lines[-1] == errors[0], err
+    return errors[0]
+
+
+@pytest.fixture
+def seeded(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> tuple[Path, Path]:
+    """A store holding 30 good posts (hashing embedder, no baseline yet), and their JSONL file."""
+    db = tmp_path / "db"
+    good = write_jsonl(tmp_path / "good.jsonl", good_records())
+    code, _, err = run_main(["--db", db, "ingest", good, *HASH], capsys)
+    assert code == 0, err
+    assert store_state(db)[0] == 30
+    return db, good
+
+
+# -- end to end on the real sample with the real model ----------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def e2e(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    """The whole workflow once (default embedder: the real model); each step's output is kept."""
+    root = tmp_path_factory.mktemp("e2e")
+    db = root / "db"
+    runner = CliRunner()
+
+    def invoke(*args: Any) -> Result:
+        result = runner.invoke(cli, ["--db", str(db), *map(str, args)])
+        assert result.exit_code == 0, (args, result.stderr, result.exception)
+        return result
+
+    r: dict[str, Any] = {"db": db, "root": root}
+    train = ("ingest", SAMPLE, "--category", "sci.*", "--per-category", 40)
+    r["train"] = json.loads(invoke(*train, "--json").stdout)
+    r["baseline"] = invoke("baseline", "--format", "json")
+    r["in_topic"] = json.loads(
+        invoke(
+            "ingest", SAMPLE, "--split", "test", "--category", "sci.*", "--per-category", 15, "--json"
+        ).stdout
+    )
+    r["off_topic"] = json.loads(
+        invoke(
+            "ingest",
+            SAMPLE,
+            "--split",
+            "test",
+            "--exclude-category",
+            "sci.*",
+            "--as-category",
+            "sci.*",
+            "--json",
+        ).stdout
+    )
+    r["meta"] = all_meta(db)
+    r["outliers_json"] = json.loads(invoke("outliers", "--format", "json").stdout)
+    r["outliers_csv"] = invoke("outliers", "--format", "csv").stdout
+    r["space_json"] = json.loads(
+        invoke("outliers", "--category", "sci.space", "--limit", 3, "--format", "json").stdout
+    )
+    r["space_table"] = invoke("outliers", "--category", "sci.space", "--limit", 3).stdout
+    r["stats"] = json.loads(invoke("stats", "--format", "json").stdout)
+    r["first_snap"] = root / "snaps" / "first"
+    r["first_snap_run"] = invoke("snapshot", "--out", r["first_snap"])
+    r["rerun"] = json.loads(invoke(*train, "--json").stdout)
+    r["count_after_rerun"] = ChromaStore.open(db).count()
+    invoke("baseline", "--policy", "quantile:0.8")  # a tighter radius: more flags for the next snapshot
+    r["second_snap"] = root / "snaps" / "second"
+    r["second_snap_run"] = invoke("snapshot", "--out", r["second_snap"])
+    return r
+
+
+def test_e2e_ingest_and_baseline(e2e: dict[str, Any]) -> None:
+    train, meta = e2e["train"], e2e["meta"]
+    assert (train["read"], train["added"], train["skipped"]) == (160, 160, 0)
+    assert train["verdicts"] == {"unscored": 160}
+    assert (e2e["in_topic"]["added"], e2e["off_topic"]["added"]) == (60, 48)
+    assert len(meta) == 268
+    train_ids = [i for i in meta if i.startswith("20news/train/")]
+    assert len(train_ids) == 160
+    assert sum(meta[i]["truncated"] for i in train_ids) == train["truncated"] > 0  # the 256-token window
+    assert ChromaStore.open(e2e["db"]).stamp()["embedder"] == "minilm-l6-v2-int8"
+    rows = json.loads(e2e["baseline"].stdout)
+    assert [r["category"] for r in rows] == list(SCI)
+    assert all(r["posts"] == 40 and r["status"] == "ok" and 0 < r["radius"] < 2 for r in rows)
+    assert "baseline v1" in e2e["baseline"].stderr
+
+
+def test_e2e_off_topic_flagged_more_than_held_out(e2e: dict[str, Any]) -> None:
+    meta = e2e["meta"]
+    off = [m for m in meta.values() if "original_category" in m]
+    held_out = [
+        m for i, m in meta.items() if i.startswith("20news/test/sci.") and "original_category" not in m
+    ]
+    assert len(off) == 48 and len(held_out) == 60
+    assert all(m["category"] in SCI and not m["original_category"].startswith("sci.") for m in off)
+    assert {m["category"] for m in off} == set(SCI)  # --as-category 'sci.*' spreads them
+    off_rate = sum(m["is_outlier"] for m in off) / len(off)
+    held_rate = sum(m["is_outlier"] for m in held_out) / len(held_out)
+    assert off_rate >= 0.5 and held_rate <= 0.3 and off_rate > 2 * held_rate, (off_rate, held_rate)
+    assert e2e["off_topic"]["flagged"] == sum(m["is_outlier"] for m in off)
+    assert all(m["baseline_version"] == 1 for m in meta.values())
+
+
+def test_e2e_outliers_json(e2e: dict[str, Any]) -> None:
+    rows, meta = e2e["outliers_json"], e2e["meta"]
+    assert isinstance(rows, list) and rows
+    for row in rows:
+        assert set(OUTLIER_COLUMNS) <= row.keys()
+        stored = meta[row["id"]]
+        assert stored["is_outlier"] is True
+        assert row["category"] == stored["category"]
+        assert row["distance"] == pytest.approx(stored["distance"], abs=1e-4)
+        assert row["distance"] > row["radius"]
+        assert row["nearest_category"] in SCI and row["ingested_at"] and row["excerpt"]
+        assert row.get("original_category") == stored.get("original_category")
+    distances = [r["distance"] for r in rows]
+    assert distances == sorted(distances, reverse=True)
+    assert {r["id"] for r in rows} == {i for i, m in meta.items() if m["is_outlier"]}
+
+
+def test_e2e_outliers_csv_matches_json(e2e: dict[str, Any]) -> None:
+    reader = csv.DictReader(io.StringIO(e2e["outliers_csv"]))
+    rows = list(reader)
+    assert reader.fieldnames is not None
+    assert tuple(reader.fieldnames[: len(OUTLIER_COLUMNS)]) == OUTLIER_COLUMNS
+    assert [r["id"] for r in rows] == [r["id"] for r in e2e["outliers_json"]]
+    assert [float(r["distance"]) for r in rows] == [r["distance"] for r in e2e["outliers_json"]]
+
+
+def test_e2e_outliers_for_one_category(e2e: dict[str, Any]) -> None:
+    space = [r for r in e2e["outliers_json"] if r["category"] == "sci.space"]
+    assert len(space) >= 3
+    assert e2e["space_json"] == space[:3]
+    lines = e2e["space_table"].strip().splitlines()
+    assert lines[0].split()[:2] == ["id", "category"]
+    assert len(lines) == 2 + 3
+    assert all(r["id"] in line and "sci.space" in line for r, line in zip(space[:3], lines[2:], strict=True))
+
+
+def test_e2e_stats_add_up(e2e: dict[str, Any]) -> None:
+    info, rows = e2e["stats"], e2e["outliers_json"]
+    assert info["posts"] == len(e2e["meta"]) == 268
+    assert sum(c["posts"] for c in info["categories"]) == info["posts"]
+    assert sum(c["outliers"] for c in info["categories"]) == len(rows)
+    assert [c["category"] for c in info["categories"]] == list(SCI)
+    for c in info["categories"]:
+        assert c["scored"] + c["no_verdict"] == c["posts"]
+        assert c["outlier_rate"] == pytest.approx(c["outliers"] / c["scored"], abs=1e-4)
+        assert c["baseline_posts"] == 40 and c["radius"] > 0
+    assert info["baseline"]["version"] == 1 and info["baseline"]["posts_with_older_verdicts"] == 0
+
+
+def test_e2e_snapshot(e2e: dict[str, Any]) -> None:
+    out: Path = e2e["first_snap"]
+    assert e2e["first_snap_run"].stdout.strip() == str(out / "report.html")
+    for name in ("embedding_map.png", "radius_sweep.png", "distances.png"):
+        data = (out / name).read_bytes()
+        assert data.startswith(PNG) and len(data) > 5000, name
+    summary = json.loads((out / "summary.json").read_text(encoding="utf-8"))
+    assert summary["outliers"] == len(e2e["outliers_json"])
+    assert sorted(summary["flagged_ids"]) == sorted(r["id"] for r in e2e["outliers_json"])
+    assert summary["posts"] == 268 and summary["changes"] is None
+
+    html = (out / "report.html").read_text(encoding="utf-8")
+    refs = re.findall(r"""(?:src|href)\s*=\s*["']([^"']*)""", html)
+    images = re.findall(r'src="data:image/png;base64,([A-Za-z0-9+/=]+)"', html)
+    assert len(images) == 3
+    assert all(base64.b64decode(img).startswith(PNG) for img in images)
+    assert all(ref.startswith(("data:", "#")) for ref in refs), refs
+    assert "<script" not in html.lower() and "<link" not in html.lower()
+
+
+def test_e2e_rerun_and_second_snapshot(e2e: dict[str, Any]) -> None:
+    rerun = e2e["rerun"]
+    assert (rerun["read"], rerun["unchanged"], rerun["added"], rerun["updated"]) == (160, 160, 0, 0)
+    assert e2e["count_after_rerun"] == 268
+
+    first = json.loads((e2e["first_snap"] / "summary.json").read_text(encoding="utf-8"))
+    second = json.loads((e2e["second_snap"] / "summary.json").read_text(encoding="utf-8"))
+    changes = second["changes"]
+    assert changes is not None
+    assert Path(changes["previous_snapshot"]) == e2e["first_snap"]
+    assert changes["previous_baseline_version"] == 1 and changes["baseline_version"] == 2
+    new = set(second["flagged_ids"]) - set(first["flagged_ids"])
+    assert changes["new_flags"] == len(new) > 0
+    assert changes["cleared_flags"] == len(set(first["flagged_ids"]) - set(second["flagged_ids"]))
+    assert f"{changes['new_flags']} new flags" in e2e["second_snap_run"].stderr
+
+
+# -- bad input ---------------------------------------------------------------------------------------------
+
+
+def _write(path: Path, data: str | bytes) -> Path:
+    if isinstance(data, bytes):
+        path.write_bytes(data)
+    else:
+        path.write_text(data, encoding="utf-8")
+    return path
+
+
+def _not_20news(tmp: Path) -> Path:
+    (tmp / "notnews" / "misc").mkdir(parents=True)
+    (tmp / "notnews" / "misc" / "1").write_text("From: a\n\nhello\n", encoding="utf-8")
+    return tmp / "notnews"
+
+
+BAD_INPUT: dict[str, Callable[[Path, Path], list[Any]]] = {
+    "missing-path": lambda t, g: ["ingest", t / "nope.jsonl", *HASH],
+    "empty-jsonl": lambda t, g: ["ingest", _write(t / "empty.jsonl", ""), *HASH],
+    "blank-jsonl": lambda t, g: ["ingest", _write(t / "blank.jsonl", "\n  \n"), *HASH],
+    "empty-csv": lambda t, g: ["ingest", _write(t / "empty.csv", ""), *HASH],
+    "binary-jsonl": lambda t, g: ["ingest", _write(t / "bin.jsonl", bytes(range(256)) * 8), *HASH],
+    "not-20news-dir": lambda t, g: ["ingest", _not_20news(t), *HASH],
+    "txt-extension": lambda t, g: ["ingest", _write(t / "posts.txt", '{"text": "hi"}\n'), *HASH],
+    "unknown-format": lambda t, g: ["ingest", g, "--format", "xml", *HASH],
+    "all-lines-bad": lambda t, g: [
+        "ingest",
+        write_jsonl(t / "bad.jsonl", ["not json", {"body": "no text field"}, {"text": "  "}]),
+        *HASH,
+    ],
+    "corrupt-tar": lambda t, g: ["ingest", _write(t / "cut.tar.gz", SAMPLE.read_bytes()[:3000]), *HASH],
+    "no-such-category": lambda t, g: ["ingest", SAMPLE, "--category", "nosuch.*", *HASH],
+    "per-category-for-jsonl": lambda t, g: ["ingest", g, "--per-category", 3, *HASH],
+    "split-for-jsonl": lambda t, g: ["ingest", g, "--split", "test", *HASH],
+    "fixed-negative": lambda t, g: ["baseline", "--policy", "fixed:-1"],
+    "quantile-2": lambda t, g: ["baseline", "--policy", "quantile:2"],
+    "bad-since": lambda t, g: ["outliers", "--since", "yesterdayish"],
+    "snapshot-no-baseline": lambda t, g: ["snapshot", "--out", t / "snap"],
+    "unknown-command": lambda t, g: ["nosuch"],
+    "unknown-option": lambda t, g: ["outliers", "--bogus"],
+}
+
+
+@pytest.mark.parametrize("case", list(BAD_INPUT))
+def test_bad_input_is_one_line_and_changes_nothing(
+    case: str, seeded: tuple[Path, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    db, good = seeded
+    before = store_state(db)
+    args = BAD_INPUT[case](tmp_path, good)
+    code, out, err = run_main(["--db", db, *args], capsys)
+    assert code != 0
+    assert "Traceback" not in out + err
+    assert out == ""
+    line = one_error_line(err)
+    if case == "all-lines-bad":  # the reasons come first, then the one error line
+        for reason in ("not valid JSON", "no 'text' field", "empty post"):
+            assert f"skipped 1: {reason}" in err
+    else:
+        assert err == line + "\n"
+    assert store_state(db) == before
+    assert load_baseline(ChromaStore.open(db)) is None
+    if case == "snapshot-no-baseline":
+        assert not (tmp_path / "snap").exists()
+
+
+def test_baseline_on_empty_db(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    db = tmp_path / "db"
+    code, out, err = run_main(["--db", db, "baseline"], capsys)
+    assert code == 1 and out == ""
+    assert one_error_line(err) == err.strip() and "ingest" in err
+    assert ChromaStore.open(db).count() == 0
+
+
+def test_some_bad_lines_are_skipped_with_reasons(
+    seeded: tuple[Path, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    db, _ = seeded
+    mixed = write_jsonl(
+        tmp_path / "mixed.jsonl",
+        [
+            {"id": "m1", "text": text_for("alpha", 101), "category": "alpha"},
+            "{not json",
+            {"id": "m2", "body": "no text"},
+            {"id": "m3", "text": ""},
+            {"id": "m4", "text": text_for("beta", 102), "category": "beta"},
+            {"text": text_for("beta", 103)},
+        ],
+    )
+    code, out, err = run_main(["--db", db, "ingest", mixed, *HASH, "--json"], capsys)
+    assert code == 0, err
+    assert "Error:" not in err and "Traceback" not in err
+    report = json.loads(out)
+    assert (report["read"], report["added"], report["skipped"]) == (6, 3, 3)
+    assert report["skip_reasons"] == {"not valid JSON": 1, "no 'text' field": 1, "empty post": 1}
+    assert "read 6: 3 new" in err
+    for reason in ("not valid JSON", "no 'text' field", "empty post"):
+        assert f"skipped 1: {reason}" in err
+    store = ChromaStore.open(db)
+    assert store.count() == 33
+    stored = store.metadata_for(["m1", "m2", "m3", "m4", content_id(text_for("beta", 103))])
+    assert set(stored) == {"m1", "m4", content_id(text_for("beta", 103))}
+
+
+def test_post_longer_than_the_window_is_stored_and_counted(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    db = tmp_path / "db"
+    long_text = " ".join(f"word{i}" for i in range(400))  # hashing window: 256 words
+    src = write_jsonl(
+        tmp_path / "long.jsonl", [{"id": "long", "text": long_text}, {"id": "short", "text": "a b c"}]
+    )
+    code, out, err = run_main(["--db", db, "ingest", src, *HASH, "--json"], capsys)
+    assert code == 0, err
+    assert json.loads(out)["truncated"] == 1
+    assert "1 cut to the model window" in err
+    meta = ChromaStore.open(db).metadata_for(["long", "short"])
+    assert meta["long"]["truncated"] is True and meta["short"]["truncated"] is False
+    assert meta["long"]["chars"] == len(long_text)
+
+
+def test_console_script_error_end_to_end(tmp_path: Path) -> None:
+    script = Path(sys.executable).with_name("monitor")
+    assert script.is_file()
+    done = subprocess.run(
+        [str(script), "--db", str(tmp_path / "db"), "ingest", str(tmp_path / "missing.jsonl")],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 1 and done.stdout == ""
+    assert done.stderr == f"Error: no such file or directory: {tmp_path / 'missing.jsonl'}\n"
+
+
+# -- stdin and pipes --------------------------------------------------------------------------------------
+
+
+def test_stdin_verdicts_one_json_line_per_post(tmp_path: Path) -> None:
+    db = tmp_path / "db"
+    lines = [
+        json.dumps({"text": "the shuttle launch slipped a week", "category": "x"}),
+        json.dumps({"id": 7, "text": "new vitamin trial results", "category": "y"}),
+    ]
+    done = run_module("--db", db, "ingest", "-", *HASH, "--verdicts", input="\n".join(lines) + "\n")
+    assert done.returncode == 0, done.stderr
+    rows = [json.loads(line) for line in done.stdout.splitlines()]
+    assert [r["id"] for r in rows] == [content_id("the shuttle launch slipped a week"), "7"]
+    assert [r["category"] for r in rows] == ["x", "y"]
+    assert all(r["action"] == "added" and r["verdict"] == "unscored" for r in rows)
+    assert "read 2: 2 new" in done.stderr
+    assert ChromaStore.open(db).count() == 2
+
+
+def test_stdin_is_scored_as_lines_arrive(tmp_path: Path) -> None:
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "monitor.cli",
+            "--db",
+            str(tmp_path / "db"),
+            "ingest",
+            "-",
+            *HASH,
+            "--verdicts",
+        ],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    assert proc.stdin is not None and proc.stdout is not None
+    got: queue.Queue[str] = queue.Queue()
+    threading.Thread(target=lambda: got.put(proc.stdout.readline()), daemon=True).start()  # type: ignore[union-attr]
+    try:
+        proc.stdin.write(json.dumps({"id": "live1", "text": "first line", "category": "x"}) + "\n")
+        proc.stdin.flush()
+        first = json.loads(got.get(timeout=60))  # while stdin is still open
+        assert first["id"] == "live1" and first["action"] == "added"
+        out, err = proc.communicate(json.dumps({"id": "live2", "text": "second line"}) + "\n", timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 0, err
+    assert [json.loads(line)["id"] for line in out.splitlines()] == ["live2"]
+
+
+def test_piped_stdout_is_only_the_data(seeded: tuple[Path, Path], capsys: pytest.CaptureFixture[str]) -> None:
+    db, good = seeded
+    code, _, err = run_main(["--db", db, "baseline", "--policy", "quantile:0.5", "--min-posts", 5], capsys)
+    assert code == 0, err
+    flagged = sum(m["is_outlier"] for m in all_meta(db).values())
+    assert flagged > 0
+
+    code, out, _ = run_main(["--db", db, "outliers", "--since", "2999-01-01", "--format", "json"], capsys)
+    assert code == 0 and json.loads(out) == []
+    code, out, _ = run_main(["--db", db, "outliers", "--since", "1h", "--format", "json"], capsys)
+    assert code == 0 and len(json.loads(out)) == flagged
+
+    done = run_module("--db", db, "-v", "outliers", "--format", "json")
+    assert done.returncode == 0, done.stderr
+    rows = json.loads(done.stdout)  # nothing but the JSON array
+    assert len(rows) == flagged
+    assert "Traceback" not in done.stderr
+
+    done = run_module("--db", db, "-v", "ingest", good, *HASH, "--json")
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)["unchanged"] == 30
+    assert "read 30: 0 new" in done.stderr
