@@ -43,9 +43,12 @@ def test_pages_cover_every_row_once(db: Path) -> None:
 def test_stamp_refuses_another_embedder(db: Path) -> None:
     store = ChromaStore.open(db)
     store.check_stamp(HashingEmbedder(64).stamp())
-    store.check_stamp(HashingEmbedder(64).stamp())  # same: fine
-    with pytest.raises(EmbedderMismatchError, match="hashing-64"):
-        store.check_stamp(HashingEmbedder(32).stamp())
+    store.check_stamp(HashingEmbedder(32).stamp())  # still empty: the new embedder takes over
+    assert store.stamp() == {"embedder": "hashing-32", "embedding_dim": 32}
+    store.upsert(["x"], HashingEmbedder(32).embed(["a post"]), ["a post"], [{"category": "c"}])
+    store.check_stamp(HashingEmbedder(32).stamp())  # same: fine
+    with pytest.raises(EmbedderMismatchError, match="hashing-32"):
+        store.check_stamp(HashingEmbedder(64).stamp())
 
 
 def test_baseline_is_persisted_and_survives_reopen(db: Path) -> None:
