@@ -9,6 +9,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Iterable, Sequence
 from datetime import datetime
 from pathlib import Path
@@ -59,7 +60,7 @@ class Monitor:
 
     def ingest(
         self,
-        source: str | Iterable[Post | Skipped],
+        source: str | os.PathLike[str] | Iterable[Post | Skipped],
         *,
         format: str | None = None,
         split: str = "train",
@@ -78,9 +79,9 @@ class Monitor:
     ) -> IngestReport:
         """Ingest a path (archive, folder, JSONL, CSV, ``-`` for stdin) or an iterable of posts."""
         name = str(getattr(source, "description", "python"))
-        if isinstance(source, str):
+        if isinstance(source, (str, os.PathLike)):
             opened = open_source(
-                source,
+                os.fspath(source),
                 format=format,
                 split=split,
                 categories=categories,

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import os
 import sys
 from pathlib import Path
@@ -17,7 +18,8 @@ import click
 
 from monitor.api import Monitor
 from monitor.detector import DEFAULT_MIN_POSTS, DEFAULT_POLICY
-from monitor.errors import InputError, MonitorError
+from monitor.embedders import Embedder, make_embedder
+from monitor.errors import InputError, MonitorError, StoreError
 from monitor.output import FORMATS, write_rows
 from monitor.preprocess import CLEANERS
 from monitor.progress import progress_bar
@@ -84,9 +86,15 @@ def cli(ctx: click.Context, db: Path, chroma_url: str | None, collection: str, v
     ctx.obj = {"db": db, "url": chroma_url, "collection": collection}
 
 
-def _monitor(ctx: click.Context, embedder: str = "minilm", threads: int | None = None) -> Monitor:
+def _monitor(ctx: click.Context, embedder: str | Embedder = "minilm", *, create: bool = False) -> Monitor:
+    """The Monitor for the global options; only ``ingest`` may create a new database."""
     o = ctx.obj
-    return Monitor(o["db"], url=o["url"], collection=o["collection"], embedder=embedder, threads=threads)
+    if not create and not o["url"] and not (Path(o["db"]) / "chroma.sqlite3").is_file():
+        raise StoreError(f"no monitor database at {o['db']} (check --db, or ingest posts first)")
+    mon = Monitor(o["db"], url=o["url"], collection=o["collection"], embedder=embedder)
+    if not create:
+        mon.store.require_collection()
+    return mon
 
 
 # -- ingest ----------------------------------------------------------------------------------
@@ -193,12 +201,12 @@ def ingest(
     from monitor.sources import open_source
 
     opened = open_source(source, **kwargs)  # fails fast on a bad path, before the model loads
-    mon = _monitor(ctx, embedder, threads)
+    model = make_embedder(embedder, threads=threads)  # a bad --embedder fails before a db is created
+    mon = _monitor(ctx, model, create=True)
     try:
         total = len(opened)  # type: ignore[arg-type]
     except TypeError:
         total = None
-    mon.embedder  # load the model before the bar starts  # noqa: B018
     with progress_bar("ingest", total) as advance:
         report = mon.ingest(
             opened,
@@ -219,11 +227,21 @@ def ingest(
         )
 
 
+def _name(source: str) -> str:
+    return "stdin" if source == "-" else source
+
+
 def _print_ingest_summary(report: Any) -> None:
     verdicts = ", ".join(f"{k} {v}" for k, v in sorted(report.verdicts.items())) or "none"
     click.echo(
         f"read {report.read}: {report.added} new, {report.updated} updated, {report.refiled} refiled, "
-        f"{report.unchanged} unchanged, {report.skipped} skipped; {report.truncated} cut to the model window; "
+        f"{report.unchanged} unchanged, {report.skipped} skipped"
+        + (
+            f", {report.duplicates_in_input} repeated ids (last one kept)"
+            if report.duplicates_in_input
+            else ""
+        )
+        + f"; {report.truncated} cut to the model window; "
         f"verdicts: {verdicts}; {report.seconds:.1f}s",
         err=True,
     )
@@ -250,23 +268,33 @@ def _print_ingest_summary(report: Any) -> None:
     help="Categories with fewer stored posts get no verdict.",
 )
 @click.option("--no-rescore", is_flag=True, help="Do not re-score stored posts against the new baseline.")
+@click.option(
+    "--if-missing", is_flag=True, help="Keep the current baseline if there is one (for re-runnable scripts)."
+)
 @_format_option()
 @click.pass_context
-def baseline(ctx: click.Context, policy: str, min_posts: int, no_rescore: bool, fmt: str) -> None:
-    """Recompute per-category centroids and radii from the stored vectors, then re-score stored posts."""
+def baseline(
+    ctx: click.Context, policy: str, min_posts: int, no_rescore: bool, if_missing: bool, fmt: str
+) -> None:
+    """Recompute per-category centroids and radii from the stored vectors, then re-score stored posts.
+
+    \b
+    Every stored post with a category counts, arrivals included: the baseline follows the
+    store. --if-missing keeps an existing baseline instead (re-running a script then changes nothing).
+    """
     mon = _monitor(ctx)
+    current = mon.baseline() if if_missing else None
+    if current is not None:
+        write_rows(_baseline_rows(current.records), fmt, sys.stdout)
+        click.echo(
+            f"kept baseline v{current.version} ({current.policy}) built {current.created_at} "
+            f"from {current.n_posts} posts (--if-missing)",
+            err=True,
+        )
+        return
     with progress_bar("baseline", None) as advance:
         base, report = mon.build_baseline(policy, min_posts, rescore_posts=not no_rescore, progress=advance)
-    rows = [
-        {
-            "category": r["category"],
-            "posts": r["n_posts"],
-            "status": r["status"],
-            "radius": r.get("radius"),
-            "mean_distance": r["mean_distance"],
-        }
-        for r in base.records
-    ]
+    rows = _baseline_rows(base.records)
     write_rows(rows, fmt, sys.stdout)
     msg = f"baseline v{base.version} ({base.policy}) from {base.n_posts} posts in {len(rows)} categories"
     if report is not None:
@@ -275,6 +303,19 @@ def baseline(ctx: click.Context, policy: str, min_posts: int, no_rescore: bool, 
             f"({report.newly_flagged} newly flagged, {report.cleared} cleared)"
         )
     click.echo(msg, err=True)
+
+
+def _baseline_rows(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return [
+        {
+            "category": r["category"],
+            "posts": r["n_posts"],
+            "status": r["status"],
+            "radius": r.get("radius"),
+            "mean_distance": r["mean_distance"],
+        }
+        for r in records
+    ]
 
 
 # -- outliers / stats / sweep ----------------------------------------------------------------
@@ -296,6 +337,8 @@ def outliers(
     fmt: str,
 ) -> None:
     """List flagged posts, most distant from their category's centroid first."""
+    if min_distance is not None and not math.isfinite(min_distance):
+        raise InputError(f"bad --min-distance {min_distance}: expected a finite number")
     rows = _monitor(ctx).outliers(category=category, since=since, min_distance=min_distance, limit=limit)
     columns: tuple[str, ...] = OUTLIER_COLUMNS
     if fmt == "table":  # people get the essentials; json/csv/nl carry every field
@@ -347,7 +390,9 @@ def sweep(ctx: click.Context, radii: str | None, fmt: str) -> None:
         try:
             grid = [float(r) for r in radii.split(",") if r.strip()]
         except ValueError:
-            raise InputError(f"bad --radii {radii!r}: expected numbers like 0.4,0.5,0.6") from None
+            grid = []
+        if not grid or not all(math.isfinite(r) and r >= 0 for r in grid):
+            raise InputError(f"bad --radii {radii!r}: expected non-negative numbers like 0.9,1.0,1.1")
     write_rows(_monitor(ctx).radius_sweep(grid), fmt, sys.stdout)
 
 

@@ -45,6 +45,8 @@ class RadiusPolicy:
             value = float(raw)
         except ValueError:
             raise BaselineError(f"bad radius policy {spec!r}: use fixed:R or quantile:Q") from None
+        if not np.isfinite(value):
+            raise BaselineError(f"bad radius policy {spec!r}: the number must be finite")
         if kind == "fixed" and value > 0:
             return cls("fixed", value)
         if kind == "quantile" and 0 < value < 1:
@@ -117,6 +119,8 @@ class CentroidDetector:
     def fit(self, X: np.ndarray, y: Sequence[str | None]) -> CentroidDetector:
         """Learn centroids and radii from vectors ``X`` with categories ``y`` (None rows ignored)."""
         X = np.asarray(X, dtype=np.float32)
+        if X.ndim != 2 or len(X) != len(y):
+            raise ValueError(f"X must be 2-D with one row per label: got shape {X.shape} and {len(y)} labels")
         sums = CategorySums()
         sums.add(X, y)
         categories, centroids = sums.centroids()
@@ -196,6 +200,8 @@ class CentroidDetector:
         self._check_fitted()
         X = np.asarray(X, dtype=np.float32)
         cats = list(categories) if categories is not None else [None] * len(X)
+        if X.ndim != 2 or len(cats) != len(X):
+            raise ValueError(f"X must be 2-D with one category per row: got shape {X.shape} and {len(cats)}")
         dist = self.centroid_distances(X)
         ready = self.ready_
         index = {c: i for i, c in enumerate(self.categories_)}

@@ -29,6 +29,7 @@ def stratified_sample(
     seed: int,
     *,
     min_per_category: int = MIN_PER_CATEGORY,
+    min_context: int = 0,
 ) -> np.ndarray:
     """Indices of the points to put on the map, sorted ascending (``int64``).
 
@@ -42,6 +43,9 @@ def stratified_sample(
       of not-yet-included points per category.
     * If ``must_include`` alone already has ``cap`` or more points, exactly those are returned:
       flagged outliers are never dropped, so the result may be larger than ``cap``.
+    * ``min_context``: at least this many other points are added all the same (so a map with
+      many flags still shows what normal looks like); the result is then up to
+      ``must_include.sum() + min_context`` points.
 
     The same inputs and ``seed`` always give the same result.
     """
@@ -54,7 +58,7 @@ def stratified_sample(
         return np.arange(n, dtype=np.int64)
 
     must_idx = np.flatnonzero(must).astype(np.int64)
-    budget = int(cap) - len(must_idx)
+    budget = min(max(int(cap) - len(must_idx), int(min_context)), n - len(must_idx))
     if budget <= 0:
         return must_idx
 

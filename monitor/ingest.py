@@ -20,7 +20,7 @@ from typing import Any
 from monitor.baseline import Baseline, load_baseline
 from monitor.chunks import live_chunks
 from monitor.embedders.base import Embedder
-from monitor.errors import InputError
+from monitor.errors import InputError, MonitorError
 from monitor.posts import Post, Skipped, text_digest
 from monitor.preprocess import get_cleaner
 from monitor.scoring import score
@@ -148,14 +148,30 @@ def ingest(
     )
     report = IngestReport()
     seen: set[str] = set()  # ids met earlier in this input: a repeat is counted; the last one wins
-    for chunk in live_chunks(source, chunk_size):
-        prepared = _prepare(chunk, cleaner, assigner, source_name, max_chars, report, seen)
-        if prepared:
-            _store_chunk(store, embedder, baseline, prepared, report, on_results)
-        if progress:
-            progress(len(chunk))
+    try:
+        for chunk in live_chunks(source, chunk_size):
+            prepared = _prepare(chunk, cleaner, assigner, source_name, max_chars, report, seen)
+            if prepared:
+                _store_chunk(store, embedder, baseline, prepared, report, on_results)
+            if progress:
+                progress(len(chunk))
+    except KeyboardInterrupt:
+        raise Interrupted(report) from None
     report.seconds = time.monotonic() - started
     return report
+
+
+class Interrupted(MonitorError):
+    """Ctrl-C during an ingest: what was stored stays stored; a re-run continues."""
+
+    exit_code = 130
+
+    def __init__(self, report: IngestReport) -> None:
+        self.report = report
+        super().__init__(
+            f"interrupted after storing {report.stored} posts ({report.unchanged} already there); "
+            "run the same command again to continue"
+        )
 
 
 def _prepare(
@@ -173,6 +189,8 @@ def _prepare(
         if isinstance(item, Skipped):
             report.skip(item.where, item.reason)
             continue
+        if not isinstance(item, Post):
+            raise InputError(f"ingest takes monitor.Post items (or a path), got {type(item).__name__}")
         pid = item.stable_id()
         if len(item.text) > max_chars:
             report.skip(pid, f"post longer than {max_chars:,} characters")

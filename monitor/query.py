@@ -24,7 +24,10 @@ def parse_since(value: str, now: datetime | None = None) -> datetime:
     now = now or datetime.now(UTC)
     match = _RELATIVE.match(value)
     if match:
-        return now - timedelta(**{_UNITS[match.group(2)]: float(match.group(1))})
+        try:
+            return now - timedelta(**{_UNITS[match.group(2)]: float(match.group(1))})
+        except (OverflowError, ValueError):
+            raise MonitorError(f"bad --since {value!r}: that is before the year 1") from None
     try:
         when = datetime.fromisoformat(value.strip())
     except ValueError:

@@ -43,7 +43,12 @@ def write_snapshot(
         raise BaselineError("no baseline yet: run `monitor baseline` before a snapshot")
     if out.exists() and not out.is_dir():
         raise MonitorError(f"--out {out} is a file, not a folder")
-    previous = _previous_summary(out, compare_to)
+    identity = {
+        "store": store.uri,
+        "collection": store.name,
+        "embedder": store.stamp().get("embedder"),
+    }
+    previous = _previous_summary(out, compare_to, identity)
     out.mkdir(parents=True, exist_ok=True)
 
     say("reading verdicts")
@@ -58,7 +63,8 @@ def write_snapshot(
     flags = np.asarray(flagged, dtype=bool)
 
     say("embedding map (t-SNE)")
-    chosen = stratified_sample(cats, flags, max_points, seed)
+    # every flagged post, plus at least half the cap of normal posts for context
+    chosen = stratified_sample(cats, flags, max_points, seed, min_context=max_points // 2)
     fetched = store.get([ids[i] for i in chosen], vectors=True)
     row_of = {pid: r for r, pid in enumerate(fetched.ids)}
     vectors = fetched.vectors[[row_of[ids[i]] for i in chosen]]
@@ -102,7 +108,7 @@ def write_snapshot(
     summary: dict[str, Any] = {
         "generated_at": generated_at,
         "location": store.location,
-        "embedder": stats["embedder"],
+        **identity,
         "baseline": stats["baseline"],
         "posts": stats["posts"],
         "outliers": len(flagged_ids),
@@ -140,31 +146,51 @@ def write_snapshot(
     return summary
 
 
-def _previous_summary(out: Path, compare_to: Path | None) -> dict[str, Any] | None:
-    """The summary to compare with: ``compare_to``, else the one being replaced in ``out``,
-    else the newest snapshot folder beside ``out``."""
-    candidates: list[Path] = []
+def _previous_summary(out: Path, compare_to: Path | None, identity: dict[str, Any]) -> dict[str, Any] | None:
+    """The earlier snapshot of the same store to compare with.
+
+    ``compare_to`` if given (it must be a snapshot of this store), else the snapshot being
+    replaced in ``out``, else the newest snapshot folder beside ``out`` of this same store.
+    Snapshots of other stores, collections or embedders are never compared.
+    """
     if compare_to is not None:
         path = compare_to / SUMMARY if compare_to.is_dir() else compare_to
-        if not path.is_file():
-            raise MonitorError(f"--compare-to {compare_to}: no {SUMMARY} there")
-        candidates = [path]
-    elif (out / SUMMARY).is_file():
-        candidates = [out / SUMMARY]
-    elif out.parent.is_dir():
-        candidates = sorted(
+        data = _read_summary(path)
+        if data is None:
+            raise MonitorError(f"--compare-to {compare_to}: no readable snapshot {SUMMARY} there")
+        if not _same_store(data, identity):
+            raise MonitorError(
+                f"--compare-to {compare_to} is a snapshot of {data.get('store')} "
+                f"(collection {data.get('collection')}, embedder {data.get('embedder')}), not of this store"
+            )
+        return data
+    candidates = [out / SUMMARY]
+    if out.parent.is_dir():
+        candidates += sorted(
             (p / SUMMARY for p in out.parent.iterdir() if p != out and (p / SUMMARY).is_file()),
             key=lambda p: p.stat().st_mtime,
             reverse=True,
-        )[:1]
+        )
     for path in candidates:
-        try:
-            data = json.loads(path.read_text(encoding="utf-8"))
-            data["_path"] = str(path.parent)
+        data = _read_summary(path)
+        if data is not None and _same_store(data, identity):
             return data
-        except (OSError, ValueError):
-            continue
     return None
+
+
+def _read_summary(path: Path) -> dict[str, Any] | None:
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    if not isinstance(data, dict) or not isinstance(data.get("flagged_ids", []), list):
+        return None
+    data["_path"] = str(path.parent)
+    return data
+
+
+def _same_store(summary: dict[str, Any], identity: dict[str, Any]) -> bool:
+    return all(summary.get(k) == v for k, v in identity.items())
 
 
 def _changes(

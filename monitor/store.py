@@ -95,7 +95,8 @@ class ChromaStore:
     def __init__(self, client: Any, collection: str = DEFAULT_COLLECTION, location: str = "") -> None:
         self.client = client
         self.name = collection
-        self.location = location
+        self.location = location  # as the user gave it, for messages
+        self.uri = location  # absolute path or server URL: which store this is
         self._posts: Any = None
         self._baseline: Any = None
         try:
@@ -113,7 +114,9 @@ class ChromaStore:
     ) -> ChromaStore:
         """Open (creating if needed) the store at folder ``db`` or at server ``url``."""
         location = url or str(Path(db or DEFAULT_DB))
-        return cls(_client(db, url), collection, location)
+        store = cls(_client(db, url), collection, location)
+        store.uri = url or str(Path(db or DEFAULT_DB).resolve())
+        return store
 
     # -- collections -------------------------------------------------------------------------
 
@@ -129,6 +132,16 @@ class ChromaStore:
                 )
         except Exception as exc:
             raise StoreError(f"cannot open collection {name!r} in {self.location}: {exc}") from exc
+
+    def require_collection(self) -> None:
+        """Fail with a clear line if the posts collection does not exist (read-only commands)."""
+        try:
+            names = [getattr(c, "name", c) for c in self.client.list_collections()]
+        except Exception as exc:
+            raise StoreError(f"cannot list collections in {self.location}: {exc}") from exc
+        if self.name not in names:
+            have = ", ".join(sorted(n for n in names if not n.endswith(".baseline"))) or "none"
+            raise StoreError(f"no collection {self.name!r} in {self.location} (collections: {have})")
 
     @property
     def posts(self) -> Any:

@@ -20,8 +20,8 @@ step() { printf '\n== %s\n' "$*" >&2; }
 step "1. ingest sci.* training posts (${TRAIN_PER_GROUP:-150} per group) from $archive"
 $monitor ingest "$archive" --split train --category 'sci.*' --per-category "${TRAIN_PER_GROUP:-150}"
 
-step "2. baseline: per-category centroids and radii from the stored vectors"
-$monitor baseline
+step "2. baseline: per-category centroids and radii from the stored vectors (kept if one exists)"
+$monitor baseline --if-missing
 
 step "3. arrivals: held-out sci.* posts (${TEST_PER_GROUP:-50} per group), checked as they arrive"
 $monitor ingest "$archive" --split test --category 'sci.*' --per-category "${TEST_PER_GROUP:-50}"

@@ -348,6 +348,11 @@ BAD_INPUT: dict[str, Callable[[Path, Path], list[Any]]] = {
     "quantile-2": lambda t, g: ["baseline", "--policy", "quantile:2"],
     "bad-since": lambda t, g: ["outliers", "--since", "yesterdayish"],
     "snapshot-no-baseline": lambda t, g: ["snapshot", "--out", t / "snap"],
+    "fixed-inf": lambda t, g: ["baseline", "--policy", "fixed:inf"],
+    "since-overflow": lambda t, g: ["outliers", "--since", "99999999999d"],
+    "min-distance-nan": lambda t, g: ["outliers", "--min-distance", "nan"],
+    "sweep-radii-inf": lambda t, g: ["sweep", "--radii", "0.5,inf"],
+    "bad-embedder": lambda t, g: ["ingest", g, "--embedder", "word2vec"],
     "unknown-command": lambda t, g: ["nosuch"],
     "unknown-option": lambda t, g: ["outliers", "--bogus"],
 }
@@ -519,3 +524,76 @@ def test_piped_stdout_is_only_the_data(seeded: tuple[Path, Path], capsys: pytest
     assert done.returncode == 0, done.stderr
     assert json.loads(done.stdout)["unchanged"] == 30
     assert "read 30: 0 new" in done.stderr
+
+
+# -- read-only commands, re-runnable baselines, snapshot comparisons ------------------------------------
+
+
+@pytest.mark.parametrize(
+    "command", [["stats"], ["outliers"], ["sweep"], ["baseline"], ["snapshot", "--out", "s"]]
+)
+def test_read_only_commands_refuse_a_missing_database(
+    command: list[str], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    db = tmp_path / "typo-db"
+    code, out, err = run_main(["--db", db, *command], capsys)
+    assert code == 1 and out == ""
+    assert "no monitor database at" in one_error_line(err)
+    assert not db.exists()
+
+
+def test_unknown_collection_is_named(seeded: tuple[Path, Path], capsys: pytest.CaptureFixture[str]) -> None:
+    db, _ = seeded
+    code, _, err = run_main(["--db", db, "--collection", "other", "stats"], capsys)
+    assert code == 1 and "no collection 'other'" in one_error_line(err) and "posts" in err
+
+
+def test_bad_embedder_creates_no_database(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    good = write_jsonl(tmp_path / "good.jsonl", good_records(5))
+    code, _, err = run_main(["--db", tmp_path / "db", "ingest", good, "--embedder", "nope"], capsys)
+    assert code == 1 and "unknown embedder" in one_error_line(err)
+    assert not (tmp_path / "db").exists()
+
+
+def test_baseline_if_missing_keeps_the_current_one(
+    seeded: tuple[Path, Path], capsys: pytest.CaptureFixture[str]
+) -> None:
+    db, _ = seeded
+    assert run_main(["--db", db, "baseline", "--min-posts", 5, "--if-missing"], capsys)[0] == 0
+    first = load_baseline(ChromaStore.open(db))
+    code, out, err = run_main(["--db", db, "baseline", "--if-missing", "--format", "json"], capsys)
+    assert code == 0 and "kept baseline v1" in err
+    assert [r["category"] for r in json.loads(out)] == ["alpha", "beta"]
+    again = load_baseline(ChromaStore.open(db))
+    assert first is not None and again is not None and again.version == first.version == 1
+    assert run_main(["--db", db, "baseline", "--min-posts", 5], capsys)[0] == 0
+    rebuilt = load_baseline(ChromaStore.open(db))
+    assert rebuilt is not None and rebuilt.version == 2
+
+
+def test_snapshot_never_compares_with_another_store(
+    seeded: tuple[Path, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    db, good = seeded
+    other = tmp_path / "other-db"
+    for d in (db, other):
+        assert run_main(["--db", d, "ingest", good, *HASH], capsys)[0] == 0
+        assert run_main(["--db", d, "baseline", "--min-posts", 5], capsys)[0] == 0
+    snaps = tmp_path / "snaps"
+    assert run_main(["--db", other, "snapshot", "--out", snaps / "other", "--max-points", 20], capsys)[0] == 0
+    code, _, err = run_main(["--db", db, "snapshot", "--out", snaps / "mine", "--max-points", 20], capsys)
+    assert code == 0 and "since last" not in err
+    summary = json.loads((snaps / "mine" / "summary.json").read_text())
+    assert summary["changes"] is None and summary["store"] == str(db.resolve())
+    code, _, err = run_main(
+        ["--db", db, "snapshot", "--out", snaps / "x", "--compare-to", snaps / "other"], capsys
+    )
+    assert code == 1 and "not of this store" in one_error_line(err)
+    code, _, err = run_main(["--db", db, "snapshot", "--out", snaps / "mine2", "--max-points", 20], capsys)
+    assert code == 0 and "since last: 0 new flags, 0 cleared" in err
+    (snaps / "broken").mkdir()
+    (snaps / "broken" / "summary.json").write_text("[1, 2]")
+    code, _, err = run_main(
+        ["--db", db, "snapshot", "--out", snaps / "mine3", "--compare-to", snaps / "broken"], capsys
+    )
+    assert code == 1 and "no readable snapshot" in one_error_line(err)

@@ -199,3 +199,13 @@ def test_random_configurations_hit_cap_and_minimum(seed: int) -> None:
     counts = _per_category(cats, idx)
     for name, size in sizes.items():
         assert counts.get(name, 0) >= min(3, size)
+
+
+def test_min_context_keeps_normal_points_when_flags_fill_the_cap() -> None:
+    cats = ["a"] * 500 + ["b"] * 500
+    flagged = np.zeros(1000, dtype=bool)
+    flagged[:300] = True
+    idx = stratified_sample(cats, flagged, cap=200, seed=0, min_context=100)
+    assert flagged[idx].sum() == 300  # every flag kept
+    assert (~flagged[idx]).sum() == 100  # plus the context
+    assert set(np.asarray(cats)[idx[~flagged[idx]]]) == {"a", "b"}

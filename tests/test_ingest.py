@@ -453,3 +453,22 @@ def test_empty_and_oversized_posts_are_skipped_with_reasons(db: Path) -> None:
     assert list(store.metadata_for([p.id for p in items if p.id])) == ["ok"]
     assert emb.texts_embedded == 1
     assert set(report.as_dict()["skip_reasons"]) == {"empty post", "post longer than 100 characters"}
+
+
+def test_ctrl_c_reports_what_was_stored(mon: Monitor) -> None:
+    from monitor.ingest import Interrupted
+
+    def source() -> Iterator[Post]:
+        yield Post(text="orbit rocket launch", category="space", id="first")
+        raise KeyboardInterrupt
+
+    with pytest.raises(Interrupted, match="interrupted after storing 1 posts") as info:
+        mon.ingest(source(), chunk_size=1)
+    assert info.value.exit_code == 130
+    assert mon.store.count() == 1
+
+
+def test_api_rejects_items_that_are_not_posts(mon: Monitor) -> None:
+    with pytest.raises(InputError, match=r"monitor\.Post"):
+        mon.ingest(["just a string"])
+    assert mon.store.count() == 0
