@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import random
 from pathlib import Path
 
 import pytest
@@ -11,6 +12,73 @@ from monitor.embedders.hashing import HashingEmbedder
 ROOT = Path(__file__).resolve().parent.parent
 SAMPLE = ROOT / "monitor" / "data" / "20news-sample.tar.gz"
 REFERENCE = Path(__file__).resolve().parent / "data" / "reference_vectors.json"
+
+
+#: Word lists for synthetic posts (test embedder only): texts of one topic share words.
+TOPIC_WORDS = {
+    "space": [
+        "orbit",
+        "rocket",
+        "launch",
+        "shuttle",
+        "moon",
+        "mars",
+        "nasa",
+        "satellite",
+        "payload",
+        "booster",
+        "lunar",
+        "probe",
+    ],
+    "med": [
+        "doctor",
+        "patient",
+        "disease",
+        "symptom",
+        "treatment",
+        "drug",
+        "clinical",
+        "diet",
+        "vitamin",
+        "cancer",
+        "pain",
+        "dose",
+    ],
+    "crypt": [
+        "key",
+        "cipher",
+        "encryption",
+        "clipper",
+        "escrow",
+        "algorithm",
+        "nsa",
+        "secret",
+        "des",
+        "rsa",
+        "privacy",
+        "chip",
+    ],
+    "autos": [
+        "car",
+        "engine",
+        "dealer",
+        "brake",
+        "tire",
+        "sedan",
+        "mileage",
+        "transmission",
+        "clutch",
+        "wheel",
+        "honda",
+        "ford",
+    ],
+}
+
+
+def topic_text(topic: str, key: object, words: int = 20) -> str:
+    """A deterministic synthetic post of ``words`` words drawn from ``TOPIC_WORDS[topic]``."""
+    rng = random.Random(f"{topic}:{key}")
+    return " ".join(rng.choice(TOPIC_WORDS[topic]) for _ in range(words))
 
 
 @pytest.fixture(scope="session")

@@ -13,7 +13,6 @@ import csv
 import io
 import json
 import queue
-import random
 import re
 import subprocess
 import sys
@@ -24,6 +23,7 @@ from typing import Any
 
 import pytest
 from click.testing import CliRunner, Result
+from conftest import topic_text
 
 import monitor
 from monitor.baseline import load_baseline
@@ -35,33 +35,7 @@ SAMPLE = Path(monitor.__file__).parent / "data" / "20news-sample.tar.gz"
 SCI = ("sci.crypt", "sci.electronics", "sci.med", "sci.space")
 HASH = ("--embedder", "hashing")
 PNG = b"\x89PNG\r\n\x1a\n"
-VOCAB = {
-    "alpha": [
-        "orbit",
-        "rocket",
-        "launch",
-        "shuttle",
-        "moon",
-        "mars",
-        "nasa",
-        "satellite",
-        "payload",
-        "booster",
-        "lunar",
-    ],
-    "beta": [
-        "doctor",
-        "patient",
-        "disease",
-        "symptom",
-        "treatment",
-        "drug",
-        "clinical",
-        "diet",
-        "vitamin",
-        "cancer",
-    ],
-}
+TOPIC = {"alpha": "space", "beta": "med"}  # synthetic categories drawn from conftest word lists
 
 
 # -- helpers ----------------------------------------------------------------------------------------------
@@ -90,8 +64,7 @@ def run_module(*args: Any, input: str | None = None) -> subprocess.CompletedProc
 
 
 def text_for(category: str, i: int, words: int = 20) -> str:
-    rng = random.Random(f"{category}:{i}")
-    return " ".join(rng.choice(VOCAB[category]) for _ in range(words))
+    return topic_text(TOPIC[category], i, words)
 
 
 def write_jsonl(path: Path, records: list[Any]) -> Path:

@@ -8,7 +8,6 @@ irrelevant here).
 from __future__ import annotations
 
 import json
-import random
 import subprocess
 import sys
 import threading
@@ -16,6 +15,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from conftest import topic_text
 
 from monitor.api import Monitor
 from monitor.chunks import live_chunks
@@ -25,64 +25,6 @@ from monitor.ingest import CategoryAssigner, ingest
 from monitor.posts import Post, content_id
 from monitor.store import ChromaStore
 
-VOCAB = {
-    "space": [
-        "orbit",
-        "rocket",
-        "launch",
-        "shuttle",
-        "moon",
-        "mars",
-        "nasa",
-        "satellite",
-        "payload",
-        "booster",
-        "lunar",
-        "probe",
-    ],
-    "med": [
-        "doctor",
-        "patient",
-        "disease",
-        "symptom",
-        "treatment",
-        "drug",
-        "clinical",
-        "diet",
-        "vitamin",
-        "cancer",
-        "pain",
-        "dose",
-    ],
-    "crypt": [
-        "key",
-        "cipher",
-        "encryption",
-        "clipper",
-        "escrow",
-        "algorithm",
-        "nsa",
-        "secret",
-        "des",
-        "rsa",
-        "privacy",
-        "chip",
-    ],
-    "autos": [
-        "car",
-        "engine",
-        "dealer",
-        "brake",
-        "tire",
-        "sedan",
-        "mileage",
-        "transmission",
-        "clutch",
-        "wheel",
-        "honda",
-        "ford",
-    ],
-}
 ARRIVAL_KEYS = (
     "verdict",
     "is_outlier",
@@ -95,8 +37,7 @@ ARRIVAL_KEYS = (
 
 
 def text_of(topic: str, n: int, seed: int, words: int = 25) -> str:
-    rng = random.Random(f"{topic}:{n}:{seed}")
-    return " ".join(rng.choice(VOCAB[topic]) for _ in range(words))
+    return topic_text(topic, f"{n}:{seed}", words)
 
 
 def posts(
