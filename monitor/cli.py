@@ -20,11 +20,12 @@ from monitor.api import Monitor
 from monitor.detector import DEFAULT_MIN_POSTS, DEFAULT_POLICY
 from monitor.embedders import Embedder, make_embedder
 from monitor.errors import InputError, MonitorError, StoreError
+from monitor.ingest import IngestReport
 from monitor.output import FORMATS, write_rows
 from monitor.preprocess import CLEANERS
 from monitor.progress import progress_bar
 from monitor.sources import FORMATS as SOURCE_FORMATS
-from monitor.sources import detect_format
+from monitor.sources import detect_format, open_source
 from monitor.store import DEFAULT_COLLECTION, DEFAULT_DB
 
 OUTLIER_COLUMNS = ("id", "category", "distance", "radius", "nearest_category", "ingested_at", "excerpt")
@@ -186,7 +187,6 @@ def ingest(
             click.echo(json.dumps(row, ensure_ascii=False))
         sys.stdout.flush()
 
-    total = None
     kwargs: dict[str, Any] = {
         "format": fmt,
         "split": split or "train",
@@ -198,15 +198,10 @@ def ingest(
         "text_field": text_field or "text",
         "category_field": category_field or "category",
     }
-    from monitor.sources import open_source
-
     opened = open_source(source, **kwargs)  # fails fast on a bad path, before the model loads
     model = make_embedder(embedder, threads=threads)  # a bad --embedder fails before a db is created
     mon = _monitor(ctx, model, create=True)
-    try:
-        total = len(opened)  # type: ignore[arg-type]
-    except TypeError:
-        total = None
+    total = len(opened) if hasattr(opened, "__len__") else None  # stdin, JSONL, CSV: unknown
     with progress_bar("ingest", total) as advance:
         report = mon.ingest(
             opened,
@@ -220,10 +215,10 @@ def ingest(
     if as_json:
         click.echo(json.dumps(report.as_dict(), indent=2))
     if report.read == 0:
-        raise InputError(f"no posts in {source}")
+        raise InputError(f"no posts in {_name(source)}")
     if report.stored + report.unchanged == 0:
         raise InputError(
-            f"none of the {report.read} records in {source} could be ingested (see reasons above)"
+            f"none of the {report.read} records in {_name(source)} could be ingested (see reasons above)"
         )
 
 
@@ -231,7 +226,7 @@ def _name(source: str) -> str:
     return "stdin" if source == "-" else source
 
 
-def _print_ingest_summary(report: Any) -> None:
+def _print_ingest_summary(report: IngestReport) -> None:
     verdicts = ", ".join(f"{k} {v}" for k, v in sorted(report.verdicts.items())) or "none"
     click.echo(
         f"read {report.read}: {report.added} new, {report.updated} updated, {report.refiled} refiled, "

@@ -120,6 +120,19 @@ class _Prepared:
     meta: dict[str, Any]
 
 
+class Interrupted(MonitorError):
+    """Ctrl-C during an ingest: what was stored stays stored; a re-run continues."""
+
+    exit_code = 130
+
+    def __init__(self, report: IngestReport) -> None:
+        self.report = report
+        super().__init__(
+            f"interrupted after storing {report.stored} posts ({report.unchanged} already there); "
+            "run the same command again to continue"
+        )
+
+
 def ingest(
     store: ChromaStore,
     embedder: Embedder,
@@ -159,19 +172,6 @@ def ingest(
         raise Interrupted(report) from None
     report.seconds = time.monotonic() - started
     return report
-
-
-class Interrupted(MonitorError):
-    """Ctrl-C during an ingest: what was stored stays stored; a re-run continues."""
-
-    exit_code = 130
-
-    def __init__(self, report: IngestReport) -> None:
-        self.report = report
-        super().__init__(
-            f"interrupted after storing {report.stored} posts ({report.unchanged} already there); "
-            "run the same command again to continue"
-        )
 
 
 def _prepare(
