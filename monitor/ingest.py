@@ -192,12 +192,13 @@ def _prepare(
         if not isinstance(item, Post):
             raise InputError(f"ingest takes monitor.Post items (or a path), got {type(item).__name__}")
         pid = item.stable_id()
+        where = item.where or pid
         if len(item.text) > max_chars:
-            report.skip(pid, f"post longer than {max_chars:,} characters")
+            report.skip(where, f"post longer than {max_chars:,} characters")
             continue
         text = cleaner(item.text)
         if not text.strip():
-            report.skip(pid, "empty post")
+            report.skip(where, "empty post")
             continue
         category = item.category.strip() if item.category and item.category.strip() else None
         meta: dict[str, Any] = dict(item.extra)

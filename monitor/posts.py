@@ -18,13 +18,15 @@ class Post:
 
     ``id`` is stable across re-runs (for newsgroup posts ``20news/<split>/<group>/<article>``);
     when a source has no id, :func:`content_id` of the raw text is used.
-    ``extra`` holds plain-typed metadata from the source (split, subject, original group, ...).
+    ``extra`` holds plain-typed metadata from the source (split, subject, original group, ...);
+    ``where`` says where it was read (``file.jsonl:12``), for messages about it.
     """
 
     text: str
     category: str | None = None
     id: str | None = None
     extra: dict[str, MetaValue] = field(default_factory=dict)
+    where: str = field(default="", compare=False)
 
     def stable_id(self) -> str:
         return self.id if self.id else content_id(self.text)

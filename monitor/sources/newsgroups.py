@@ -296,6 +296,7 @@ def _to_item(entry: _Entry, data: bytes, where: str) -> Post | Skipped:
         text=text,
         category=entry.category,
         extra=extra,
+        where=where,
     )
 
 

@@ -99,7 +99,7 @@ class _RecordSource:
             for key, value in record.items()
             if key not in own and isinstance(value, str | int | float | bool)
         }
-        return Post(text=text, category=category, id=post_id, extra=extra)
+        return Post(text=text, category=category, id=post_id, extra=extra, where=where)
 
 
 class JsonlSource(_RecordSource):
