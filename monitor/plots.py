@@ -77,13 +77,15 @@ def plot_embedding_map(
         label = f"{name} ({int(mask.sum())})"
         handles.append(Line2D([], [], linestyle="", marker="o", markersize=7, color=color, label=label))
     if flags.any():
+        many = flags.sum() > 200  # many circles: smaller and thinner, so the map stays readable
         ax.scatter(
             xy[flags, 0],
             xy[flags, 1],
-            s=size * 6 + 60,
+            s=size * 3 + 20 if many else size * 6 + 60,
             facecolors="none",
             edgecolors=OUTLIER_COLOR,
-            linewidths=1.6,
+            linewidths=0.9 if many else 1.6,
+            alpha=0.8 if many else 1.0,
             zorder=3,
         )
     centroid_size = 300.0 if len(centroids_2d) <= 10 else 200.0

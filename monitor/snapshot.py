@@ -63,7 +63,8 @@ def write_snapshot(
     flags = np.asarray(flagged, dtype=bool)
 
     say("embedding map (t-SNE)")
-    # every flagged post, plus at least half the cap of normal posts for context
+    # a stratified sample of up to max_points posts, every flagged post always among them; when
+    # flags are many, normal posts still get max_points // 2 places, so the map shows what is normal
     chosen = stratified_sample(cats, flags, max_points, seed, min_context=max_points // 2)
     fetched = store.get([ids[i] for i in chosen], vectors=True)
     row_of = {pid: r for r, pid in enumerate(fetched.ids)}
@@ -128,8 +129,9 @@ def write_snapshot(
     notes = [
         f"Baseline v{baseline.version} ({baseline.policy}, min {baseline.min_posts} posts per category), "
         f"built {baseline.created_at} from {baseline.n_posts} posts.",
-        f"Map: {len(chosen)} of {len(ids)} posts (stratified sample, every flagged post included), "
-        f"t-SNE seed {seed}. Centroids on the map are the mean of each category's 2-D points.",
+        f"Map: {len(chosen)} of {len(ids)} posts, a stratified sample with every flagged post included "
+        f"({int(flags[chosen].sum())} of the points, so flags are over-represented when the store is larger "
+        f"than the map); t-SNE seed {seed}. Centroids on the map are the mean of each category's 2-D points.",
     ]
     html = render_report(
         title=f"monitor snapshot: {store.name}",
