@@ -230,6 +230,7 @@ def _store_chunk(
     report: IngestReport,
     on_results: Callable[[list[dict[str, Any]]], None] | None,
 ) -> None:
+    """Sort a chunk into new/changed (embed), re-filed (re-score) and unchanged posts; store them."""
     stored = store.metadata_for([p.id for p in posts])
     fresh: list[_Prepared] = []
     refile: list[_Prepared] = []
@@ -241,53 +242,66 @@ def _store_chunk(
             refile.append(p)
         else:
             report.unchanged += 1
-    results: list[dict[str, Any]] = []
-    if fresh:
-        batch = embedder.encode([p.text for p in fresh])
-        verdicts = score(baseline, batch.vectors, [p.category for p in fresh])
-        now = datetime.now(UTC)
-        metas = []
-        for p, v, cut in zip(fresh, verdicts, batch.truncated, strict=True):
-            meta = {
-                **p.meta,
-                **v,
-                "truncated": bool(cut),
-                "ingested_at": now.isoformat(timespec="seconds"),
-                "ingested_ts": now.timestamp(),
-            }
-            metas.append(meta)
-            is_update = p.id in stored
-            report.updated += int(is_update)
-            report.added += int(not is_update)
-            report.truncated += int(bool(cut))
-            results.append(_result(p, v, "updated" if is_update else "added"))
-        store.upsert([p.id for p in fresh], batch.vectors, [p.text for p in fresh], metas)
-        # Chroma's upsert merges metadata: delete keys an overwritten post no longer has
-        stale = [
-            (p.id, {k: None for k in stored[p.id].keys() - {k for k, v in m.items() if v is not None}})
-            for p, m in zip(fresh, metas, strict=True)
-            if p.id in stored
-        ]
-        stale = [(pid, keys) for pid, keys in stale if keys]
-        if stale:
-            store.update_metadata([pid for pid, _ in stale], [keys for _, keys in stale])
+    results = _embed_and_store(store, embedder, baseline, fresh, stored, report) if fresh else []
     if refile:
-        page = store.get([p.id for p in refile], vectors=True)
-        by_id = {pid: i for i, pid in enumerate(page.ids)}
-        vectors = page.vectors[[by_id[p.id] for p in refile]]
-        verdicts = score(baseline, vectors, [p.category for p in refile])
-        updates = []
-        for p, v in zip(refile, verdicts, strict=True):
-            filing = {k: p.meta.get(k) for k in ("category", "has_category", "original_category")}
-            updates.append({**filing, **v})
-            results.append(_result(p, v, "refiled"))
-        store.update_metadata([p.id for p in refile], updates)
+        results += _refile(store, baseline, refile)
         report.refiled += len(refile)
     for r in results:
         report.verdicts[r["verdict"]] += 1
         report.flagged += int(r["verdict"] == "outlier")
     if on_results and results:
         on_results(results)
+
+
+def _embed_and_store(
+    store: ChromaStore,
+    embedder: Embedder,
+    baseline: Baseline | None,
+    posts: list[_Prepared],
+    stored: dict[str, dict[str, Any]],
+    report: IngestReport,
+) -> list[dict[str, Any]]:
+    """Embed new or changed posts once, score them on arrival, upsert them with their verdicts."""
+    batch = embedder.encode([p.text for p in posts])
+    verdicts = score(baseline, batch.vectors, [p.category for p in posts])
+    now = datetime.now(UTC)
+    stamp = {"ingested_at": now.isoformat(timespec="seconds"), "ingested_ts": now.timestamp()}
+    metas = [
+        {**p.meta, **v, "truncated": bool(cut), **stamp}
+        for p, v, cut in zip(posts, verdicts, batch.truncated, strict=True)
+    ]
+    store.upsert([p.id for p in posts], batch.vectors, [p.text for p in posts], metas)
+    # Chroma's upsert merges metadata: drop keys an overwritten post no longer has.
+    stale = {p.id: _stale_keys(stored[p.id], m) for p, m in zip(posts, metas, strict=True) if p.id in stored}
+    stale = {pid: keys for pid, keys in stale.items() if keys}
+    if stale:
+        store.update_metadata(list(stale), list(stale.values()))
+    report.updated += sum(p.id in stored for p in posts)
+    report.added += sum(p.id not in stored for p in posts)
+    report.truncated += int(batch.truncated.sum())
+    return [
+        _result(p, v, "updated" if p.id in stored else "added") for p, v in zip(posts, verdicts, strict=True)
+    ]
+
+
+def _stale_keys(old: dict[str, Any], new: dict[str, Any]) -> dict[str, None]:
+    """``None`` for each key the old metadata has and the new one does not (an update deletes them)."""
+    kept = {k for k, v in new.items() if v is not None}
+    return {k: None for k in old.keys() - kept}
+
+
+def _refile(store: ChromaStore, baseline: Baseline | None, posts: list[_Prepared]) -> list[dict[str, Any]]:
+    """Same text under another category: keep the stored vector, update category and verdict."""
+    page = store.get([p.id for p in posts], vectors=True)
+    row = {pid: i for i, pid in enumerate(page.ids)}
+    vectors = page.vectors[[row[p.id] for p in posts]]
+    verdicts = score(baseline, vectors, [p.category for p in posts])
+    updates = [
+        {**{k: p.meta.get(k) for k in ("category", "has_category", "original_category")}, **v}
+        for p, v in zip(posts, verdicts, strict=True)
+    ]
+    store.update_metadata([p.id for p in posts], updates)
+    return [_result(p, v, "refiled") for p, v in zip(posts, verdicts, strict=True)]
 
 
 def _result(p: _Prepared, verdict: dict[str, Any], action: str) -> dict[str, Any]:
