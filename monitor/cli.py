@@ -10,6 +10,7 @@ import json
 import logging
 import math
 import os
+import shutil
 import sys
 from pathlib import Path
 from typing import Any
@@ -24,6 +25,7 @@ from monitor.ingest import IngestReport
 from monitor.output import FORMATS, write_rows
 from monitor.preprocess import CLEANERS
 from monitor.progress import progress_bar
+from monitor.query import OUTLIER_FIELDS
 from monitor.sources import FORMATS as SOURCE_FORMATS
 from monitor.sources import detect_format, open_source
 from monitor.store import DEFAULT_COLLECTION, DEFAULT_DB
@@ -182,11 +184,6 @@ def ingest(
     if wrong:
         raise InputError(f"{', '.join(wrong)} do(es) not apply to {fmt} sources")
 
-    def emit(rows: list[dict[str, Any]]) -> None:
-        for row in rows:
-            click.echo(json.dumps(row, ensure_ascii=False))
-        sys.stdout.flush()
-
     kwargs: dict[str, Any] = {
         "format": fmt,
         "split": split or "train",
@@ -200,7 +197,32 @@ def ingest(
     }
     opened = open_source(source, **kwargs)  # fails fast on a bad path, before the model loads
     model = make_embedder(embedder, threads=threads)  # a bad --embedder fails before a db is created
+    db = Path(ctx.obj["db"])
+    new_db = not ctx.obj["url"] and not db.exists()
     mon = _monitor(ctx, model, create=True)
+    try:
+        _run_ingest(mon, opened, source, clean, as_category, seed, verdicts, as_json)
+    except MonitorError:
+        if new_db and mon.store.count() == 0:  # a failed first ingest leaves no empty database behind
+            shutil.rmtree(db, ignore_errors=True)
+        raise
+
+
+def _run_ingest(
+    mon: Monitor,
+    opened: Any,
+    source: str,
+    clean: str,
+    as_category: str | None,
+    seed: int,
+    verdicts: bool,
+    as_json: bool,
+) -> None:
+    def emit(rows: list[dict[str, Any]]) -> None:
+        for row in rows:
+            click.echo(json.dumps(row, ensure_ascii=False))
+        sys.stdout.flush()
+
     total = len(opened) if hasattr(opened, "__len__") else None  # stdin, JSONL, CSV: unknown
     with progress_bar("ingest", total) as advance:
         report = mon.ingest(
@@ -334,11 +356,15 @@ def outliers(
     """List flagged posts, most distant from their category's centroid first."""
     if min_distance is not None and not math.isfinite(min_distance):
         raise InputError(f"bad --min-distance {min_distance}: expected a finite number")
+    if category is not None and not category.strip():
+        raise InputError("--category is empty")
     rows = _monitor(ctx).outliers(category=category, since=since, min_distance=min_distance, limit=limit)
-    columns: tuple[str, ...] = OUTLIER_COLUMNS
+    columns: tuple[str, ...] = OUTLIER_FIELDS  # the same columns whether or not there are rows
     if fmt == "table":  # people get the essentials; json/csv/nl carry every field
         columns = (*OUTLIER_COLUMNS[:-1], "original_category", "excerpt")
-        rows = [{k: r.get(k) for k in columns if k in r} for r in rows]
+        if not any(r.get("original_category") for r in rows):
+            columns = OUTLIER_COLUMNS
+        rows = [{k: r.get(k) for k in columns} for r in rows]
     write_rows(rows, fmt, sys.stdout, columns, max_width=60)
 
 
@@ -403,7 +429,11 @@ def sweep(ctx: click.Context, radii: str | None, fmt: str) -> None:
     help="Output folder.",
 )
 @click.option(
-    "--max-points", type=click.IntRange(min=10), default=2000, show_default=True, help="Cap on t-SNE points."
+    "--max-points",
+    type=click.IntRange(min=10),
+    default=2000,
+    show_default=True,
+    help="Posts on the t-SNE map (a stratified sample); flagged posts are always added, so it can be more.",
 )
 @click.option(
     "--top", type=click.IntRange(min=1), default=10, show_default=True, help="Top outliers per category."

@@ -21,6 +21,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
+from sklearn.base import BaseEstimator
 
 from monitor.errors import BaselineError
 
@@ -100,7 +101,7 @@ class CategorySums:
         return cats, np.stack([self.sums[c] / self.counts[c] for c in cats]).astype(np.float32)
 
 
-class CentroidDetector:
+class CentroidDetector(BaseEstimator):
     """Per-category centroid + radius outlier detector.
 
     Parameters are only stored here; ``fit`` learns ``categories_``, ``centroids_`` (k, d),
@@ -240,6 +241,10 @@ class CentroidDetector:
                 for v in self.verdicts(X, categories)
             ]
         )
+
+    def fit_predict(self, X: np.ndarray, y: Sequence[str | None]) -> np.ndarray:
+        """Fit on ``X`` with categories ``y``, then predict the same rows (+1 / -1 / 0)."""
+        return self.fit(X, y).predict(X, y)
 
     def predict(self, X: np.ndarray, categories: Iterable[str | None] | None = None) -> np.ndarray:
         """+1 inlier, -1 outlier, 0 no verdict (category without a baseline)."""

@@ -191,8 +191,20 @@ def _prepare(
             continue
         if not isinstance(item, Post):
             raise InputError(f"ingest takes monitor.Post items (or a path), got {type(item).__name__}")
+        where = item.where or str(item.id or "")
+        bad = next(
+            (
+                name
+                for name, v in (("text", item.text), ("id", item.id), ("category", item.category))
+                if v is not None and not _encodable(v)
+            ),
+            None,
+        )
+        if bad:
+            report.skip(where, f"{bad} is not valid Unicode (a lone surrogate)")
+            continue
         pid = item.stable_id()
-        where = item.where or pid
+        where = where or pid
         if len(item.text) > max_chars:
             report.skip(where, f"post longer than {max_chars:,} characters")
             continue
@@ -284,6 +296,14 @@ def _embed_and_store(
     ]
 
 
+def _encodable(value: str) -> bool:
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 def _stale_keys(old: dict[str, Any], new: dict[str, Any]) -> dict[str, None]:
     """``None`` for each key the old metadata has and the new one does not (an update deletes them)."""
     kept = {k for k, v in new.items() if v is not None}
@@ -310,7 +330,11 @@ def _result(p: _Prepared, verdict: dict[str, Any], action: str) -> dict[str, Any
         "action": action,
         "category": p.category,
         "verdict": verdict["verdict"],
-        "distance": verdict["distance"],
-        "radius": verdict["radius"],
+        "distance": _round(verdict["distance"]),
+        "radius": _round(verdict["radius"]),
         "nearest_category": verdict["nearest_category"],
     }
+
+
+def _round(value: float | None) -> float | None:
+    return None if value is None else round(value, 4)

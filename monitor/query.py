@@ -27,12 +27,12 @@ def parse_since(value: str, now: datetime | None = None) -> datetime:
         try:
             return now - timedelta(**{_UNITS[match.group(2)]: float(match.group(1))})
         except (OverflowError, ValueError):
-            raise MonitorError(f"bad --since {value!r}: that is before the year 1") from None
+            raise MonitorError(f"bad since {value!r}: that is before the year 1") from None
     try:
         when = datetime.fromisoformat(value.strip())
     except ValueError:
         raise MonitorError(
-            f"bad --since {value!r}: use an ISO time (2026-12-01T08:00) or an age (90m, 12h, 7d)"
+            f"bad since {value!r}: use an ISO time (2026-12-01T08:00) or an age (90m, 12h, 7d)"
         ) from None
     return when if when.tzinfo else when.replace(tzinfo=UTC)
 
@@ -78,6 +78,21 @@ def find_outliers(
     return rows[:limit] if limit else rows
 
 
+#: Every field of an outlier row, in output order.
+OUTLIER_FIELDS = (
+    "id",
+    "category",
+    "distance",
+    "radius",
+    "excess",
+    "nearest_category",
+    "ingested_at",
+    "baseline_version",
+    "original_category",
+    "excerpt",
+)
+
+
 def outlier_row(pid: str, meta: dict[str, Any], doc: str | None) -> dict[str, Any]:
     distance = float(meta.get("distance", 0.0))
     radius = float(meta.get("radius", 0.0))
@@ -92,8 +107,7 @@ def outlier_row(pid: str, meta: dict[str, Any], doc: str | None) -> dict[str, An
         "baseline_version": meta.get("baseline_version"),
         "excerpt": excerpt(doc),
     }
-    if "original_category" in meta:
-        row["original_category"] = meta["original_category"]
+    row["original_category"] = meta.get("original_category")  # set when --as-category re-filed it
     return row
 
 

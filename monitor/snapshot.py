@@ -49,7 +49,7 @@ def write_snapshot(
         "embedder": store.stamp().get("embedder"),
     }
     previous = _previous_summary(out, compare_to, identity)
-    out.mkdir(parents=True, exist_ok=True)
+    _check_writable(out)
 
     say("reading verdicts")
     ids, cats, flagged = [], [], []
@@ -146,6 +146,17 @@ def write_snapshot(
     write_report(out / "report.html", html)
     (out / SUMMARY).write_text(json.dumps(summary, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
     return summary
+
+
+def _check_writable(out: Path) -> None:
+    """Create ``out`` and prove a file can be written there, before any work is done."""
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        probe = out / ".monitor-write-test"
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as exc:
+        raise MonitorError(f"cannot write the snapshot to {out}: {exc.strerror or exc}") from None
 
 
 def _previous_summary(out: Path, compare_to: Path | None, identity: dict[str, Any]) -> dict[str, Any] | None:

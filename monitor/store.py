@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import warnings
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -72,6 +73,23 @@ def _client(db: str | Path | None, url: str | None) -> Any:
         raise StoreError(f"cannot open the Chroma database at {path}: {exc}") from exc
 
 
+BASELINE_SUFFIX = ".baseline"
+_NAME = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9._-]{1,501}[a-zA-Z0-9]$")
+
+
+def check_collection_name(name: str) -> None:
+    """Chroma's naming rules, leaving room for the ``<name>.baseline`` collection beside it."""
+    if name.endswith(BASELINE_SUFFIX):
+        raise StoreError(
+            f"collection name {name!r} is reserved: names ending in {BASELINE_SUFFIX} hold baselines"
+        )
+    if not _NAME.match(name):
+        raise StoreError(
+            f"bad collection name {name!r}: 3-503 characters of letters, digits, '.', '_' or '-', "
+            "starting and ending with a letter or digit"
+        )
+
+
 def _plain(value: Any) -> Any:
     """Metadata values as plain Python types (Chroma rejects numpy scalars)."""
     if isinstance(value, np.generic):
@@ -93,6 +111,7 @@ class ChromaStore:
     """
 
     def __init__(self, client: Any, collection: str = DEFAULT_COLLECTION, location: str = "") -> None:
+        check_collection_name(collection)
         self.client = client
         self.name = collection
         self.location = location  # as the user gave it, for messages
@@ -113,6 +132,7 @@ class ChromaStore:
         collection: str = DEFAULT_COLLECTION,
     ) -> ChromaStore:
         """Open (creating if needed) the store at folder ``db`` or at server ``url``."""
+        check_collection_name(collection)  # before the client creates anything on disk
         location = url or str(Path(db or DEFAULT_DB))
         store = cls(_client(db, url), collection, location)
         store.uri = url or str(Path(db or DEFAULT_DB).resolve())
@@ -140,7 +160,7 @@ class ChromaStore:
         except Exception as exc:
             raise StoreError(f"cannot list collections in {self.location}: {exc}") from exc
         if self.name not in names:
-            have = ", ".join(sorted(n for n in names if not n.endswith(".baseline"))) or "none"
+            have = ", ".join(sorted(n for n in names if not n.endswith(BASELINE_SUFFIX))) or "none"
             raise StoreError(f"no collection {self.name!r} in {self.location} (collections: {have})")
 
     @property
@@ -153,7 +173,9 @@ class ChromaStore:
     def baseline_collection(self) -> Any:
         # l2 space: centroids are stored exactly as computed (not unit vectors).
         if self._baseline is None:
-            self._baseline = self._get_or_create(f"{self.name}.baseline", "l2", {"created_by": "monitor"})
+            self._baseline = self._get_or_create(
+                f"{self.name}{BASELINE_SUFFIX}", "l2", {"created_by": "monitor"}
+            )
         return self._baseline
 
     def collection_metadata(self) -> Metadata:

@@ -12,6 +12,7 @@ import base64
 import csv
 import io
 import json
+import os
 import queue
 import re
 import subprocess
@@ -29,6 +30,7 @@ import monitor
 from monitor.baseline import load_baseline
 from monitor.cli import OUTLIER_COLUMNS, cli, main
 from monitor.posts import content_id
+from monitor.query import OUTLIER_FIELDS
 from monitor.store import ChromaStore
 
 SAMPLE = Path(monitor.__file__).parent / "data" / "20news-sample.tar.gz"
@@ -217,7 +219,7 @@ def test_e2e_outliers_csv_matches_json(e2e: dict[str, Any]) -> None:
     reader = csv.DictReader(io.StringIO(e2e["outliers_csv"]))
     rows = list(reader)
     assert reader.fieldnames is not None
-    assert tuple(reader.fieldnames[: len(OUTLIER_COLUMNS)]) == OUTLIER_COLUMNS
+    assert tuple(reader.fieldnames) == OUTLIER_FIELDS  # fixed columns, rows or not
     assert [r["id"] for r in rows] == [r["id"] for r in e2e["outliers_json"]]
     assert [float(r["distance"]) for r in rows] == [r["distance"] for r in e2e["outliers_json"]]
 
@@ -570,3 +572,94 @@ def test_snapshot_never_compares_with_another_store(
         ["--db", db, "snapshot", "--out", snaps / "mine3", "--compare-to", snaps / "broken"], capsys
     )
     assert code == 1 and "no readable snapshot" in one_error_line(err)
+
+
+# -- second fresh-user round ------------------------------------------------------------------------------
+
+
+def test_a_lone_surrogate_skips_one_record_not_the_file(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    lines = [json.dumps(r) for r in good_records(5)]
+    lines.insert(2, '{"id": "bad", "text": "\\ud800 lone", "category": "alpha"}')
+    lines.insert(3, '{"id": "\\udc80x", "text": "fine text", "category": "alpha"}')
+    src = tmp_path / "surrogates.jsonl"
+    src.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    code, _, err = run_main(["--db", tmp_path / "db", "ingest", src, *HASH], capsys)
+    assert code == 0, err
+    assert "skipped 1: text is not valid Unicode" in err and "surrogates.jsonl:3" in err
+    assert "skipped 1: id is not valid Unicode" in err
+    assert ChromaStore.open(tmp_path / "db").count() == 5
+
+
+@pytest.mark.parametrize("value", [["sci.space", "sci.med"], {"a": 1}, True])
+def test_a_category_that_is_not_a_string_or_number_is_skipped(
+    value: Any, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    src = write_jsonl(
+        tmp_path / "c.jsonl", [*good_records(3), {"id": "odd", "text": "orbit", "category": value}]
+    )
+    code, _, err = run_main(["--db", tmp_path / "db", "ingest", src, *HASH], capsys)
+    assert code == 0 and "'category' is not a string or number" in err
+    assert "odd" not in ChromaStore.open(tmp_path / "db").metadata_for(["odd"])
+
+
+def test_closed_stdin_is_one_line(tmp_path: Path) -> None:
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "monitor.cli",
+            "--db",
+            str(tmp_path / "db"),
+            "ingest",
+            "-",
+            "--embedder",
+            "hashing",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        preexec_fn=lambda: os.close(0),  # the child starts with stdin closed
+    )
+    assert result.returncode == 1
+    assert result.stderr.strip().splitlines()[-1] == "Error: stdin is closed: pipe posts in, or give a file"
+    assert "Traceback" not in result.stderr
+
+
+def test_failed_first_ingest_leaves_no_database(tmp_path: Path) -> None:
+    result = run_module("--db", tmp_path / "db", "ingest", "-", "--embedder", "hashing", input="")
+    assert result.returncode == 1 and "stdin is empty" in result.stderr
+    assert not (tmp_path / "db").exists()
+
+
+@pytest.mark.parametrize("name", ["posts.baseline", "a b", "x" * 510, "ab"])
+def test_bad_or_reserved_collection_names(
+    name: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    good = write_jsonl(tmp_path / "g.jsonl", good_records(3))
+    code, _, err = run_main(["--db", tmp_path / "db", "--collection", name, "ingest", good, *HASH], capsys)
+    assert code == 1 and "collection name" in one_error_line(err)
+    assert not (tmp_path / "db").exists()
+
+
+def test_snapshot_to_an_unwritable_folder_fails_first(
+    seeded: tuple[Path, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    db, _ = seeded
+    assert run_main(["--db", db, "baseline", "--min-posts", 5], capsys)[0] == 0
+    blocker = tmp_path / "blocker"
+    blocker.write_text("a file where a folder should go")
+    code, out, err = run_main(["--db", db, "snapshot", "--out", blocker / "snap"], capsys)
+    assert code == 1 and out == ""
+    assert one_error_line(err).startswith("Error: cannot write the snapshot to")
+
+
+def test_outliers_csv_has_fixed_columns_even_when_empty(
+    seeded: tuple[Path, Path], capsys: pytest.CaptureFixture[str]
+) -> None:
+    db, _ = seeded
+    code, out, _ = run_main(["--db", db, "outliers", "--format", "csv"], capsys)
+    assert code == 0 and out.strip() == ",".join(OUTLIER_FIELDS)
+    code, _, err = run_main(["--db", db, "outliers", "--category", " "], capsys)
+    assert code == 1 and "--category is empty" in one_error_line(err)

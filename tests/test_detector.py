@@ -122,3 +122,16 @@ def test_from_state_reproduces_verdicts(clusters: tuple[np.ndarray, list[str]]) 
         det.categories_, det.centroids_, det.radii_.tolist(), det.counts_.tolist(), det.policy, det.min_posts
     )
     assert (again.predict(X, y) == det.predict(X, y)).all()
+
+
+def test_is_a_scikit_learn_estimator(clusters: tuple[np.ndarray, list[str]]) -> None:
+    from sklearn.base import clone
+
+    X, y = clusters
+    det = CentroidDetector("quantile:0.8", min_posts=5)
+    assert det.get_params() == {"policy": "quantile:0.8", "min_posts": 5}
+    copy = clone(det)
+    assert copy.get_params() == det.get_params() and not hasattr(copy, "centroids_")
+    labels = det.fit_predict(X, y)
+    assert set(labels.tolist()) == {-1, 1}
+    assert 0.15 <= (labels == -1).mean() <= 0.25

@@ -92,6 +92,8 @@ class _RecordSource:
             return Skipped(where=where, reason=f"{self._id_field!r} is not a string or number")
         post_id = str(raw_id) if raw_id is not None and raw_id != "" else None
         raw_cat = record.get(self._category_field)
+        if raw_cat is not None and (isinstance(raw_cat, bool) or not isinstance(raw_cat, str | int | float)):
+            return Skipped(where=where, reason=f"{self._category_field!r} is not a string or number")
         category = _category(raw_cat)
         own = {self._id_field, self._text_field, self._category_field}
         extra: dict[str, MetaValue] = {
@@ -215,6 +217,8 @@ def _looks_binary(head: bytes) -> bool:
 
 def _stdin_lines() -> Iterator[bytes]:
     """Stdin line by line, never reading ahead of the line asked for (so live pipes work)."""
+    if sys.stdin is None or sys.stdin.closed:
+        raise InputError("stdin is closed: pipe posts in, or give a file")
     buffer = getattr(sys.stdin, "buffer", None)
     if buffer is None:  # a text-only stand-in for stdin
         for text in sys.stdin:
