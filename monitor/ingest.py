@@ -21,7 +21,7 @@ from monitor.baseline import Baseline, load_baseline
 from monitor.chunks import live_chunks
 from monitor.embedders.base import Embedder
 from monitor.errors import InputError, MonitorError
-from monitor.posts import Post, Skipped, text_digest
+from monitor.posts import Post, Skipped, is_valid_unicode, text_digest
 from monitor.preprocess import get_cleaner
 from monitor.scoring import score
 from monitor.store import ChromaStore
@@ -196,7 +196,7 @@ def _prepare(
             (
                 name
                 for name, v in (("text", item.text), ("id", item.id), ("category", item.category))
-                if v is not None and not _encodable(v)
+                if v is not None and not is_valid_unicode(v)
             ),
             None,
         )
@@ -294,14 +294,6 @@ def _embed_and_store(
     return [
         _result(p, v, "updated" if p.id in stored else "added") for p, v in zip(posts, verdicts, strict=True)
     ]
-
-
-def _encodable(value: str) -> bool:
-    try:
-        value.encode("utf-8")
-    except UnicodeEncodeError:
-        return False
-    return True
 
 
 def _stale_keys(old: dict[str, Any], new: dict[str, Any]) -> dict[str, None]:

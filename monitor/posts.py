@@ -48,3 +48,12 @@ def content_id(text: str) -> str:
 def text_digest(text: str) -> str:
     """Short digest of a post's text, stored to tell a changed post from an unchanged one."""
     return hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()[:16]
+
+
+def is_valid_unicode(text: str) -> bool:
+    """False for text holding lone surrogates (JSON can carry them; UTF-8 and Chroma cannot)."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True

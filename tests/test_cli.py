@@ -55,9 +55,14 @@ def run_main(args: list[Any], capsys: pytest.CaptureFixture[str]) -> tuple[int, 
     return code, out, err
 
 
+def cli_argv(*args: Any) -> list[str]:
+    """The command line that runs the CLI in a child process."""
+    return [sys.executable, "-m", "monitor.cli", *map(str, args)]
+
+
 def run_module(*args: Any, input: str | None = None) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "monitor.cli", *map(str, args)],
+        cli_argv(*args),
         input=input,
         capture_output=True,
         text=True,
@@ -445,17 +450,7 @@ def test_stdin_verdicts_one_json_line_per_post(tmp_path: Path) -> None:
 
 def test_stdin_is_scored_as_lines_arrive(tmp_path: Path) -> None:
     proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "monitor.cli",
-            "--db",
-            str(tmp_path / "db"),
-            "ingest",
-            "-",
-            *HASH,
-            "--verdicts",
-        ],
+        cli_argv("--db", tmp_path / "db", "ingest", "-", *HASH, "--verdicts"),
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
@@ -606,17 +601,7 @@ def test_a_category_that_is_not_a_string_or_number_is_skipped(
 
 def test_closed_stdin_is_one_line(tmp_path: Path) -> None:
     result = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "monitor.cli",
-            "--db",
-            str(tmp_path / "db"),
-            "ingest",
-            "-",
-            "--embedder",
-            "hashing",
-        ],
+        cli_argv("--db", tmp_path / "db", "ingest", "-", *HASH),
         capture_output=True,
         text=True,
         timeout=60,

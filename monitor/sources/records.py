@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from monitor.errors import InputError
-from monitor.posts import MetaValue, Post, Skipped
+from monitor.posts import MetaValue, Post, Skipped, is_valid_unicode
 
 STDIN = "-"
 _SNIFF_BYTES = 8192
@@ -160,7 +160,7 @@ class CsvSource(_RecordSource):
             if len(row) != width:
                 yield Skipped(where=where, reason=f"{len(row)} fields, header has {width}")
                 continue
-            if any(_has_surrogates(cell) for cell in row):
+            if any(not is_valid_unicode(cell) for cell in row):
                 yield Skipped(where=where, reason="not UTF-8")
                 continue
             record = {key: value for key, value in zip(header, row, strict=True) if value != ""}
@@ -177,7 +177,7 @@ class CsvSource(_RecordSource):
                 raise InputError(f"{self.name} is empty")
         except csv.Error as e:
             raise InputError(f"{self.name}: cannot read the CSV header: {e}") from None
-        if any(_has_surrogates(cell) for cell in header):
+        if any(not is_valid_unicode(cell) for cell in header):
             raise InputError(f"{self.name}: the CSV header is not UTF-8")
         header = [cell.strip() for cell in header]
         if self._text_field not in header:
@@ -226,14 +226,6 @@ def _stdin_lines() -> Iterator[bytes]:
         return
     while line := buffer.readline():
         yield line
-
-
-def _has_surrogates(cell: str) -> bool:
-    try:
-        cell.encode("utf-8")
-    except UnicodeEncodeError:
-        return True
-    return False
 
 
 def _category(value: Any) -> str | None:
