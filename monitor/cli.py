@@ -27,7 +27,7 @@ from monitor.preprocess import CLEANERS
 from monitor.progress import progress_bar
 from monitor.query import OUTLIER_FIELDS
 from monitor.sources import FORMATS as SOURCE_FORMATS
-from monitor.sources import detect_format, open_source
+from monitor.sources import open_source, resolve_format
 from monitor.store import DEFAULT_COLLECTION, DEFAULT_DB
 
 OUTLIER_COLUMNS = ("id", "category", "distance", "radius", "nearest_category", "ingested_at", "excerpt")
@@ -170,9 +170,7 @@ def ingest(
     Re-running never duplicates: posts already stored with the same text are skipped
     without being embedded again.
     """
-    if source != "-" and not Path(source).exists():
-        raise InputError(f"no such file or directory: {source}")
-    fmt = source_format or detect_format(source)
+    fmt = resolve_format(source, source_format)
     news_opts = {
         "--split": split,
         "--category": categories,

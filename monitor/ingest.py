@@ -191,7 +191,8 @@ def _prepare(
             continue
         if not isinstance(item, Post):
             raise InputError(f"ingest takes monitor.Post items (or a path), got {type(item).__name__}")
-        where = item.where or str(item.id or "")
+        pid = item.stable_id()
+        where = item.where or pid.encode("utf-8", "backslashreplace").decode()  # printable even if bad
         bad = next(
             (
                 name
@@ -203,8 +204,6 @@ def _prepare(
         if bad:
             report.skip(where, f"{bad} is not valid Unicode (a lone surrogate)")
             continue
-        pid = item.stable_id()
-        where = where or pid
         if len(item.text) > max_chars:
             report.skip(where, f"post longer than {max_chars:,} characters")
             continue

@@ -110,12 +110,13 @@ class ChromaStore:
     cosine space and no embedding function: vectors always come from our embedder.
     """
 
-    def __init__(self, client: Any, collection: str = DEFAULT_COLLECTION, location: str = "") -> None:
-        check_collection_name(collection)
+    def __init__(
+        self, client: Any, collection: str = DEFAULT_COLLECTION, location: str = "", uri: str = ""
+    ) -> None:
         self.client = client
         self.name = collection
         self.location = location  # as the user gave it, for messages
-        self.uri = location  # absolute path or server URL: which store this is
+        self.uri = uri or location  # absolute path or server URL: which store this is
         self._posts: Any = None
         self._baseline: Any = None
         try:
@@ -133,10 +134,8 @@ class ChromaStore:
     ) -> ChromaStore:
         """Open (creating if needed) the store at folder ``db`` or at server ``url``."""
         check_collection_name(collection)  # before the client creates anything on disk
-        location = url or str(Path(db or DEFAULT_DB))
-        store = cls(_client(db, url), collection, location)
-        store.uri = url or str(Path(db or DEFAULT_DB).resolve())
-        return store
+        path = Path(db or DEFAULT_DB)
+        return cls(_client(db, url), collection, url or str(path), url or str(path.resolve()))
 
     # -- collections -------------------------------------------------------------------------
 
@@ -194,18 +193,20 @@ class ChromaStore:
         return {k: meta[k] for k in STAMP_KEYS if k in meta}
 
     def check_stamp(self, stamp: Mapping[str, Any]) -> None:
-        """Stamp an empty collection with the embedder; refuse a different embedder later."""
-        current = self.stamp()
-        if current and self.count() == 0:
-            current = {}  # an empty collection (e.g. after a failed first ingest) takes the new stamp
-        if not current:
-            if self.count() > 0:
-                raise EmbedderMismatchError(
-                    f"collection {self.name!r} in {self.location} holds vectors of an unknown embedder; "
-                    "use a new --db or --collection"
-                )
-            self.set_collection_metadata(stamp)
+        """Stamp an empty collection with the embedder; refuse a different embedder later.
+
+        An empty collection (new, or left by a failed first ingest) takes the new stamp.
+        """
+        if self.count() == 0:
+            if self.stamp() != {k: stamp.get(k) for k in STAMP_KEYS}:
+                self.set_collection_metadata(stamp)
             return
+        current = self.stamp()
+        if not current:
+            raise EmbedderMismatchError(
+                f"collection {self.name!r} in {self.location} holds vectors of an unknown embedder; "
+                "use a new --db or --collection"
+            )
         if any(current.get(k) != stamp.get(k) for k in STAMP_KEYS):
             raise EmbedderMismatchError(
                 f"collection {self.name!r} in {self.location} was built with embedder "

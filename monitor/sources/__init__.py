@@ -57,11 +57,7 @@ def open_source(
     ``split``, ``categories``, ``exclude``, ``per_category`` and ``seed`` apply to 20news only;
     ``id_field``, ``text_field`` and ``category_field`` to JSONL and CSV only.
     """
-    if format is not None and format not in FORMATS:
-        raise InputError(f"unknown format {format!r} (choose {', '.join(FORMATS)})")
-    if path != STDIN and not Path(path).exists():
-        raise InputError(f"no such file or directory: {path}")
-    fmt = format or detect_format(path)
+    fmt = resolve_format(path, format)
     if fmt == "20news":
         return NewsgroupArchive(
             path,
@@ -73,6 +69,18 @@ def open_source(
         )
     reader = JsonlSource if fmt == "jsonl" else CsvSource
     return reader(path, id_field=id_field, text_field=text_field, category_field=category_field)
+
+
+def resolve_format(path: str, format: str | None = None) -> str:
+    """The format to read ``path`` with: ``format`` if given (checked), else detected from the name.
+
+    Fails with one line for a path that does not exist (stdin ``-`` always does).
+    """
+    if format is not None and format not in FORMATS:
+        raise InputError(f"unknown format {format!r} (choose {', '.join(FORMATS)})")
+    if path != STDIN and not Path(path).exists():
+        raise InputError(f"no such file or directory: {path}")
+    return format or detect_format(path)
 
 
 def detect_format(path: str) -> str:
@@ -96,4 +104,5 @@ __all__ = [
     "Source",
     "detect_format",
     "open_source",
+    "resolve_format",
 ]
