@@ -1,6 +1,6 @@
 """Ingest benchmark: posts/s for embedding alone and for the full ingest, on the same real posts.
 
-    .venv/bin/python scripts/bench_ingest.py [--archive PATH] [--posts 300] [--threads N] [--chroma-url URL]
+    .venv/bin/python scripts/bench_ingest.py [--archive PATH] [--posts 300] [--threads N]
 
 Each measurement runs in its own process so its peak memory (max RSS) is its own:
   embed   the embedder alone on the arrival posts (cleaned text, model already loaded)
@@ -53,7 +53,7 @@ def phase(name: str, args: argparse.Namespace) -> dict:
         embedder.encode(texts)
         seconds = time.perf_counter() - start
         return {"phase": name, "posts": len(texts), "seconds": seconds, "peak_mb": _peak_mb()}
-    mon = Monitor(args.db, url=args.chroma_url, embedder=embedder)
+    mon = Monitor(args.db, embedder=embedder)
     if name == "ingest":
         mon.ingest(_posts(args.archive, "train", per))
         mon.build_baseline()
@@ -76,19 +76,12 @@ def main() -> None:
     parser.add_argument("--archive", default=str(SHARED if SHARED.is_file() else SAMPLE))
     parser.add_argument("--posts", type=int, default=300)
     parser.add_argument("--threads", type=int, default=None)
-    parser.add_argument("--chroma-url", default=None)
     parser.add_argument("--phase", choices=["embed", "ingest", "rerun"], help=argparse.SUPPRESS)
     parser.add_argument("--db", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.phase:
         print(json.dumps(phase(args.phase, args)))
         return
-    if args.chroma_url:
-        # a server keeps its data across runs: use a fresh collection name per run
-        print(
-            "note: server mode uses the server's default collection; start it on an empty path",
-            file=sys.stderr,
-        )
     results = []
     with tempfile.TemporaryDirectory() as tmp:
         for name in ("embed", "ingest", "rerun"):
@@ -105,8 +98,6 @@ def main() -> None:
             cmd += ["--db", str(Path(tmp) / "db")]
             if args.threads:
                 cmd += ["--threads", str(args.threads)]
-            if args.chroma_url:
-                cmd += ["--chroma-url", args.chroma_url]
             out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
             results.append(json.loads(out.strip().splitlines()[-1]))
     base = results[0]["posts"] / results[0]["seconds"]
