@@ -7,7 +7,8 @@ The flow, one module each: ``sources`` -> ``preprocess`` -> ``embedders`` -> ``s
 
 from monitor.api import Monitor
 from monitor.baseline import Baseline, build_baseline, load_baseline
-from monitor.detector import CentroidDetector, RadiusPolicy, Verdict
+from monitor.calibration import Calibration, ThresholdPolicy
+from monitor.detector import CategoryDetector, CentroidDetector, RadiusPolicy, Verdict
 from monitor.embedders import Embedder, make_embedder
 from monitor.errors import (
     BaselineError,
@@ -18,6 +19,7 @@ from monitor.errors import (
     StoreError,
 )
 from monitor.posts import Post, Skipped
+from monitor.scores import ScoreSpec
 from monitor.sources import open_source
 from monitor.store import ChromaStore
 
@@ -26,6 +28,8 @@ __version__ = "0.1.0"
 __all__ = [
     "Baseline",
     "BaselineError",
+    "Calibration",
+    "CategoryDetector",
     "CentroidDetector",
     "ChromaStore",
     "Embedder",
@@ -36,8 +40,10 @@ __all__ = [
     "MonitorError",
     "Post",
     "RadiusPolicy",
+    "ScoreSpec",
     "Skipped",
     "StoreError",
+    "ThresholdPolicy",
     "Verdict",
     "__version__",
     "build_baseline",

@@ -3,7 +3,7 @@
 >>> from monitor import Monitor
 >>> m = Monitor("monitor-db")
 >>> m.ingest("20news-bydate.tar.gz", categories=["sci.*"], per_category=150)
->>> m.build_baseline("quantile:0.95")
+>>> m.build_baseline("alpha:0.05", score="knn")
 >>> m.outliers(category="sci.space", limit=10)
 """
 
@@ -16,11 +16,16 @@ from pathlib import Path
 from typing import Any
 
 from monitor.baseline import Baseline, build_baseline, load_baseline
-from monitor.detector import DEFAULT_MIN_POSTS, DEFAULT_POLICY
+from monitor.calibration import DEFAULT_POLICY
+from monitor.detector import DEFAULT_MIN_POSTS
 from monitor.embedders import DEFAULT_EMBEDDER, Embedder, make_embedder
+from monitor.errors import EmbedderMismatchError
+from monitor.evaluate import DEFAULT_SCORES, evaluate
 from monitor.ingest import DEFAULT_CHUNK, IngestReport, ingest
 from monitor.posts import Post, Skipped
+from monitor.quality import labelled_arrivals, newsgroups_recipe, stored_vectors
 from monitor.query import collection_stats, find_outliers, own_distances, parse_since, radius_sweep
+from monitor.scores import DEFAULT_SCORE
 from monitor.scoring import RescoreReport, rescore
 from monitor.sources import open_source
 from monitor.store import DEFAULT_COLLECTION, DEFAULT_DB, ChromaStore
@@ -111,11 +116,19 @@ class Monitor:
         policy: str = DEFAULT_POLICY,
         min_posts: int = DEFAULT_MIN_POSTS,
         *,
+        score: str = DEFAULT_SCORE,
+        robust: bool = False,
         rescore_posts: bool = True,
         progress: Progress | None = None,
     ) -> tuple[Baseline, RescoreReport | None]:
-        """Recompute centroids and radii from the store, persist them, and re-score stored posts."""
-        baseline = build_baseline(self.store, policy, min_posts, progress=progress)
+        """Recompute the per-category baseline from the store, persist it, and re-score stored posts.
+
+        ``score``: ``knn`` (default), ``knn:K`` or ``centroid``; ``policy``: ``alpha:A`` (default),
+        ``quantile:Q`` or ``fixed:R``; ``robust``: leave currently flagged posts out.
+        """
+        baseline = build_baseline(
+            self.store, policy, min_posts, score=score, robust=robust, progress=progress
+        )
         report = rescore(self.store, baseline, progress=progress) if rescore_posts else None
         return baseline, report
 
@@ -130,11 +143,15 @@ class Monitor:
         since: str | datetime | None = None,
         min_distance: float | None = None,
         limit: int | None = None,
+        alpha: float | None = None,
     ) -> list[dict[str, Any]]:
-        """Flagged posts, most distant first; ``since`` is a datetime, ISO text or an age (``7d``)."""
+        """Flagged posts, most unusual first; ``since`` is a datetime, ISO text or an age (``7d``).
+
+        ``alpha``: instead of the baseline's flags, every post whose stored p-value is <= alpha.
+        """
         when = parse_since(since) if isinstance(since, str) else since
         return find_outliers(
-            self.store, category=category, since=when, min_distance=min_distance, limit=limit
+            self.store, category=category, since=when, min_distance=min_distance, limit=limit, alpha=alpha
         )
 
     def stats(self) -> dict[str, Any]:
@@ -144,6 +161,79 @@ class Monitor:
     def radius_sweep(self, radii: Sequence[float] | None = None) -> list[dict[str, Any]]:
         """How many stored posts lie beyond each radius (the notebook's table)."""
         return radius_sweep(own_distances(self.store), radii)
+
+    def evaluate(
+        self,
+        source: str | os.PathLike[str] | Iterable[Post | Skipped],
+        *,
+        truth_field: str = "anomaly",
+        scores: Sequence[str] = DEFAULT_SCORES,
+        policies: Sequence[str] | None = None,
+        clean: str = "seed",
+        per_category: bool = True,
+        format: str | None = None,
+        text_field: str = "text",
+        category_field: str = "category",
+        progress: Progress | None = None,
+    ) -> list[dict[str, Any]]:
+        """Score labelled arrivals (JSONL/CSV with a truth field; not stored) against the stored
+        categorised posts with each score x policy: ROC AUC, AP, realised flag rate, recall."""
+        self._check_embedder()
+        if isinstance(source, (str, os.PathLike)):
+            source = open_source(
+                os.fspath(source), format=format, text_field=text_field, category_field=category_field
+            )
+        arrivals = labelled_arrivals(
+            source, self.embedder, truth_field=truth_field, clean=clean, progress=progress
+        )
+        X, y = stored_vectors(self.store)
+        return evaluate(X, y, arrivals, scores=scores, policies=policies, per_category=per_category)
+
+    def evaluate_newsgroups(
+        self,
+        archive: str | os.PathLike[str],
+        *,
+        in_topic: str = "sci.*",
+        off_topic: int = 200,
+        off_topic_pool: int = 25,
+        seeds: Sequence[int] = (0,),
+        scores: Sequence[str] = DEFAULT_SCORES,
+        policies: Sequence[str] | None = None,
+        robust: bool = False,
+        clean: str = "seed",
+        progress: Progress | None = None,
+    ) -> dict[str, Any]:
+        """The built-in 20 Newsgroups recipe. Stores (once) every ``in_topic`` post of the archive and
+        ``off_topic_pool`` posts of each other group in this store — use a store of its own — then
+        splits them in memory for each seed (see :func:`monitor.quality.newsgroups_recipe`)."""
+        self.ingest(archive, split="all", categories=[in_topic], clean=clean, progress=progress)
+        self.ingest(
+            archive,
+            split="all",
+            exclude=[in_topic],
+            per_category=off_topic_pool,
+            clean=clean,
+            progress=progress,
+        )
+        X, y = stored_vectors(self.store)
+        return newsgroups_recipe(
+            X,
+            y,
+            in_topic=in_topic,
+            off_topic=off_topic,
+            seeds=seeds,
+            scores=scores,
+            policies=policies,
+            robust=robust,
+        )
+
+    def _check_embedder(self) -> None:
+        stored, mine = self.store.stamp(), self.embedder.stamp()
+        if any(stored[k] != mine.get(k) for k in stored):
+            raise EmbedderMismatchError(
+                f"collection {self.store.name!r} in {self.store.location} holds {stored.get('embedder')} vectors, "
+                f"not {self.embedder.id}: use the same --embedder"
+            )
 
     def snapshot(self, out: str | Path, **options: Any) -> dict[str, Any]:
         """Write the t-SNE map, radius sweep, tables, HTML page and JSON summary into ``out``."""

@@ -1,32 +1,31 @@
-"""Baseline: per-category centroids and radii recomputed from the vectors stored in Chroma.
+"""Baseline: per-category detector state recomputed from the vectors stored in Chroma.
 
-Two streaming passes over the store (sums, then distances), so memory is bounded by the page
-size plus one float per post. The result is persisted in Chroma itself (a versioned record per
-category, centroid as its vector) so it survives restarts and works the same against a server.
+A metadata pass finds the baseline posts (every post with a category; with ``robust``, minus
+those flagged by the current verdicts), then each category's vectors are read and fitted in
+turn, so memory is bounded by the largest category. The baseline posts are marked with
+``in_baseline = <version>`` (the knn score's reference set, read back lazily when scoring), and
+the result is persisted in Chroma itself: a versioned record per category (centroid as its
+vector; threshold, radius and calibration sketch as metadata), the header written last.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
 import numpy as np
 
-from monitor.detector import (
-    DEFAULT_MIN_POSTS,
-    DEFAULT_POLICY,
-    QUANTILE_GRID,
-    CategorySums,
-    CentroidDetector,
-    RadiusPolicy,
-)
+from monitor.calibration import DEFAULT_POLICY, Calibration, ThresholdPolicy
+from monitor.detector import DEFAULT_MIN_POSTS, QUANTILE_GRID, CategoryDetector
 from monitor.errors import BaselineError
+from monitor.scores import DEFAULT_SCORE, ScoreSpec
 from monitor.store import ChromaStore
 
 Progress = Callable[[int], None]
 HAS_CATEGORY = {"has_category": True}
+MEMBER_KEY = "in_baseline"
 
 
 @dataclass
@@ -37,10 +36,13 @@ class Baseline:
     created_at: str
     policy: str
     min_posts: int
-    detector: CentroidDetector
+    detector: CategoryDetector
     embedder: str = ""
     n_posts: int = 0
     records: list[dict[str, Any]] = field(default_factory=list)
+    score: str = DEFAULT_SCORE
+    robust: bool = False
+    excluded: int = 0
 
     def age_seconds(self, now: datetime | None = None) -> float:
         now = now or datetime.now(UTC)
@@ -53,65 +55,119 @@ class Baseline:
         r = det.radii_[det.categories_.index(category)]
         return None if np.isnan(r) else float(r)
 
+    def threshold_of(self, category: str) -> float | None:
+        """The score threshold of ``category`` (None: no verdicts there, or nothing can be flagged)."""
+        det = self.detector
+        if category not in det.categories_:
+            return None
+        t = det.thresholds_[det.categories_.index(category)]
+        return float(t) if np.isfinite(t) else None
+
 
 def now_iso() -> str:
     return datetime.now(UTC).isoformat(timespec="seconds")
 
 
+class StoredReference(Mapping[str, np.ndarray]):
+    """A baseline's reference posts per category, read from the store on first use and kept."""
+
+    def __init__(self, store: ChromaStore, version: int, categories: list[str]) -> None:
+        self.store, self.version, self.categories = store, version, categories
+        self._cache: dict[str, np.ndarray] = {}
+
+    def __getitem__(self, category: str) -> np.ndarray:
+        if category not in self.categories:
+            raise KeyError(category)
+        if category not in self._cache:
+            where = {"$and": [{"category": category}, {MEMBER_KEY: self.version}]}
+            parts = [p.vectors for p in self.store.pages(where=where, vectors=True) if p.vectors is not None]
+            parts = [p for p in parts if len(p)]
+            self._cache[category] = np.concatenate(parts) if parts else np.zeros((0, 0), np.float32)
+        return self._cache[category]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.categories)
+
+    def __len__(self) -> int:
+        return len(self.categories)
+
+
+def _members(store: ChromaStore, robust: bool) -> tuple[dict[str, list[str]], int]:
+    """Baseline post ids per category, and how many categorised posts ``robust`` left out."""
+    members: dict[str, list[str]] = {}
+    excluded = 0
+    for page in store.pages(where=HAS_CATEGORY):
+        for pid, meta in zip(page.ids, page.metadatas, strict=True):
+            if robust and meta.get("is_outlier") is True:
+                excluded += 1
+                continue
+            members.setdefault(str(meta["category"]), []).append(pid)
+    return members, excluded
+
+
 def build_baseline(
     store: ChromaStore,
-    policy: str | RadiusPolicy = DEFAULT_POLICY,
+    policy: str | ThresholdPolicy = DEFAULT_POLICY,
     min_posts: int = DEFAULT_MIN_POSTS,
     *,
+    score: str | ScoreSpec = DEFAULT_SCORE,
+    robust: bool = False,
     progress: Progress | None = None,
 ) -> Baseline:
-    """Recompute the baseline from every stored post that has a category, and persist it."""
-    policy = RadiusPolicy.parse(policy)
+    """Recompute the baseline from the stored posts that have a category, and persist it.
+
+    ``robust`` leaves out posts flagged by their current verdict, so that a burst of outliers
+    does not drag its category's centroid and neighbours along.
+    """
+    policy = ThresholdPolicy.parse(policy)
+    spec = ScoreSpec.parse(score)
     if min_posts < 2:
         raise BaselineError("--min-posts must be at least 2")
-    sums = CategorySums()
-    for page in store.pages(where=HAS_CATEGORY, vectors=True):
-        sums.add(page.vectors, [m.get("category") for m in page.metadatas])
-        if progress:
-            progress(len(page.ids))
-    categories, centroids = sums.centroids()
-    if not categories:
+    members, excluded = _members(store, robust)
+    if not members:
         raise BaselineError(f"no categorised posts in {store.location}: ingest posts with a category first")
-    index = {c: i for i, c in enumerate(categories)}
-    chunks: dict[str, list[np.ndarray]] = {c: [] for c in categories}
-    for page in store.pages(where=HAS_CATEGORY, vectors=True):
-        cats = [m.get("category") for m in page.metadatas]
-        rows = np.array([index[c] for c in cats])
-        d = np.linalg.norm(page.vectors - centroids[rows], axis=1)
-        for c in set(cats):
-            chunks[c].append(d[rows == index[c]])
-        if progress:
-            progress(len(page.ids))
-    distances = {c: np.concatenate(v) if v else np.zeros(0) for c, v in chunks.items()}
-    detector = CentroidDetector(policy=policy, min_posts=min_posts).fit_from_parts(
-        categories, centroids, distances
-    )
-
     previous = store.load_baseline()
     version = int(previous[0]["version"]) + 1 if previous else 1
+
+    def groups() -> Iterator[tuple[str, np.ndarray]]:
+        for cat in sorted(members):
+            page = store.get(members[cat], vectors=True)
+            store.update_metadata(page.ids, [{MEMBER_KEY: version}] * len(page.ids))
+            if progress:
+                progress(len(page.ids))
+            yield cat, page.vectors
+
+    detector = CategoryDetector(score=spec, policy=policy, min_posts=min_posts).fit_categories(
+        groups(), keep_reference=False
+    )
+    categories = detector.categories_
     created_at = now_iso()
     records = []
-    for i, c in enumerate(categories):
+    for i in range(len(categories)):
         ready = bool(detector.ready_[i])
+        cal = detector.calibrations_[i].sketch()
         rec: dict[str, Any] = {
             "n_posts": int(detector.counts_[i]),
             "status": "ok" if ready else "insufficient",
             "created_at": created_at,
             "policy": str(policy),
-            "mean_distance": float(distances[c].mean()),
+            "score": str(spec),
+            "mean_distance": float(detector.mean_distances_[i]),
             "distance_quantiles": [round(float(q), 6) for q in detector.distance_quantiles_[i]],
         }
         if ready:
-            rec["radius"] = float(detector.radii_[i])
+            rec["radius"] = _finite(detector.radii_[i])
+            rec["threshold"] = _finite(detector.thresholds_[i])
+            rec["calibration"] = [float(v) for v in cal.values]
+            rec["calibration_n"] = cal.n
+            rec["calibration_exact"] = cal.exact
         records.append(rec)
     header = {
         "created_at": created_at,
         "policy": str(policy),
+        "score": str(spec),
+        "robust": robust,
+        "excluded": excluded,
         "min_posts": min_posts,
         "n_posts": int(detector.counts_.sum()),
         "n_categories": len(categories),
@@ -119,7 +175,8 @@ def build_baseline(
         # collection metadata takes no lists (Chroma 1.5): the grid goes in as text
         "quantile_grid": ",".join(f"{q:g}" for q in QUANTILE_GRID),
     }
-    store.save_baseline(version, header, categories, centroids, records)
+    store.save_baseline(version, header, categories, detector.centroids_, records)
+    detector.reference_ = StoredReference(store, version, categories)
     return Baseline(
         version=version,
         created_at=created_at,
@@ -129,7 +186,15 @@ def build_baseline(
         embedder=header["embedder"],
         n_posts=header["n_posts"],
         records=[{"category": c, **r} for c, r in zip(categories, records, strict=True)],
+        score=str(spec),
+        robust=robust,
+        excluded=excluded,
     )
+
+
+def _finite(x: float) -> float | None:
+    """Chroma metadata takes no inf: a threshold nothing can exceed is stored as absent."""
+    return float(x) if np.isfinite(x) else None
 
 
 def load_baseline(store: ChromaStore) -> Baseline | None:
@@ -138,21 +203,52 @@ def load_baseline(store: ChromaStore) -> Baseline | None:
     if loaded is None:
         return None
     header, categories, centroids, records = loaded
-    detector = CentroidDetector.from_state(
+    version = int(header["version"])
+    # Baselines written before scores were configurable used the centroid distance.
+    score = str(header.get("score", "centroid"))
+    policy = str(header.get("policy", DEFAULT_POLICY))
+    min_posts = int(header.get("min_posts", DEFAULT_MIN_POSTS))
+    ready = [
+        r.get("status", "ok" if r.get("radius") is not None else "insufficient") == "ok" for r in records
+    ]
+    calibrations = [_calibration(r) for r in records]
+    detector = CategoryDetector.from_state(
         categories,
         centroids,
-        [r.get("radius") for r in records],
         [int(r.get("n_posts", 0)) for r in records],
-        policy=str(header.get("policy", DEFAULT_POLICY)),
-        min_posts=int(header.get("min_posts", DEFAULT_MIN_POSTS)),
+        [_threshold(r, ok) for r, ok in zip(records, ready, strict=True)],
+        [r.get("radius") if ok else None for r, ok in zip(records, ready, strict=True)],
+        calibrations,
+        score=score,
+        policy=policy,
+        min_posts=min_posts,
+        reference=StoredReference(store, version, categories),
     )
     return Baseline(
-        version=int(header["version"]),
+        version=version,
         created_at=str(header["created_at"]),
-        policy=str(header.get("policy")),
-        min_posts=int(header.get("min_posts", DEFAULT_MIN_POSTS)),
+        policy=policy,
+        min_posts=min_posts,
         detector=detector,
         embedder=str(header.get("embedder", "")),
         n_posts=int(header.get("n_posts", 0)),
         records=records,
+        score=score,
+        robust=bool(header.get("robust", False)),
+        excluded=int(header.get("excluded", 0)),
     )
+
+
+def _threshold(record: Mapping[str, Any], ready: bool) -> float | None:
+    if not ready:
+        return None
+    if "score" not in record:  # written before scores were configurable: the radius was the threshold
+        return record.get("radius")
+    threshold = record.get("threshold")
+    return float("inf") if threshold is None else float(threshold)
+
+
+def _calibration(record: Mapping[str, Any]) -> Calibration:
+    values = np.asarray(record.get("calibration") or [], dtype=np.float64)
+    n = int(record.get("calibration_n", len(values)))
+    return Calibration(values, n, bool(record.get("calibration_exact", True)))

@@ -18,19 +18,22 @@ from typing import Any
 import click
 
 from monitor.api import Monitor
-from monitor.detector import DEFAULT_MIN_POSTS, DEFAULT_POLICY
+from monitor.calibration import DEFAULT_POLICY, ThresholdPolicy
+from monitor.detector import DEFAULT_MIN_POSTS
 from monitor.embedders import Embedder, make_embedder
 from monitor.errors import InputError, MonitorError, StoreError
+from monitor.evaluate import default_policies
 from monitor.ingest import IngestReport
 from monitor.output import FORMATS, write_rows
 from monitor.preprocess import CLEANERS
 from monitor.progress import progress_bar
 from monitor.query import OUTLIER_FIELDS
+from monitor.scores import DEFAULT_SCORE, ScoreSpec
 from monitor.sources import FORMATS as SOURCE_FORMATS
 from monitor.sources import open_source, resolve_format
 from monitor.store import DEFAULT_COLLECTION, DEFAULT_DB
 
-OUTLIER_COLUMNS = ("id", "category", "distance", "radius", "nearest_category", "ingested_at", "excerpt")
+OUTLIER_COLUMNS = ("id", "category", "score", "p_value", "looks_like", "ingested_at", "excerpt")
 STATS_COLUMNS = (
     "category",
     "posts",
@@ -38,7 +41,7 @@ STATS_COLUMNS = (
     "outliers",
     "outlier_rate",
     "no_verdict",
-    "radius",
+    "threshold",
     "baseline_posts",
 )
 
@@ -273,7 +276,17 @@ def _print_ingest_summary(report: IngestReport) -> None:
     "--policy",
     default=DEFAULT_POLICY,
     show_default=True,
-    help="Radius: quantile:Q (per category) or fixed:R.",
+    help="Threshold: alpha:A (flag p <= A), quantile:Q (in-sample) or fixed:R.",
+)
+@click.option(
+    "--score",
+    "score_spec",
+    default=DEFAULT_SCORE,
+    show_default=True,
+    help="Score: knn[:K] (mean distance to the K nearest posts of the category) or centroid.",
+)
+@click.option(
+    "--robust", is_flag=True, help="Leave posts flagged by their current verdict out of the baseline."
 )
 @click.option(
     "--min-posts",
@@ -289,9 +302,16 @@ def _print_ingest_summary(report: IngestReport) -> None:
 @_format_option()
 @click.pass_context
 def baseline(
-    ctx: click.Context, policy: str, min_posts: int, no_rescore: bool, if_missing: bool, fmt: str
+    ctx: click.Context,
+    policy: str,
+    score_spec: str,
+    robust: bool,
+    min_posts: int,
+    no_rescore: bool,
+    if_missing: bool,
+    fmt: str,
 ) -> None:
-    """Recompute per-category centroids and radii from the stored vectors, then re-score stored posts.
+    """Recompute the per-category baseline from the stored vectors, then re-score stored posts.
 
     \b
     Every stored post with a category counts, arrivals included: the baseline follows the
@@ -302,16 +322,20 @@ def baseline(
     if current is not None:
         write_rows(_baseline_rows(current.records), fmt, sys.stdout)
         click.echo(
-            f"kept baseline v{current.version} ({current.policy}) built {current.created_at} "
+            f"kept baseline v{current.version} ({current.score}, {current.policy}) built {current.created_at} "
             f"from {current.n_posts} posts (--if-missing)",
             err=True,
         )
         return
     with progress_bar("baseline", None) as advance:
-        base, report = mon.build_baseline(policy, min_posts, rescore_posts=not no_rescore, progress=advance)
+        base, report = mon.build_baseline(
+            policy, min_posts, score=score_spec, robust=robust, rescore_posts=not no_rescore, progress=advance
+        )
     rows = _baseline_rows(base.records)
     write_rows(rows, fmt, sys.stdout)
-    msg = f"baseline v{base.version} ({base.policy}) from {base.n_posts} posts in {len(rows)} categories"
+    msg = f"baseline v{base.version} ({base.score}, {base.policy}) from {base.n_posts} posts in {len(rows)} categories"
+    if robust:
+        msg += f" ({base.excluded} flagged posts left out)"
     if report is not None:
         msg += (
             f"; re-scored {report.posts} posts: {report.outliers} outliers "
@@ -326,6 +350,7 @@ def _baseline_rows(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
             "category": r["category"],
             "posts": r["n_posts"],
             "status": r["status"],
+            "threshold": r.get("threshold"),
             "radius": r.get("radius"),
             "mean_distance": r["mean_distance"],
         }
@@ -341,6 +366,11 @@ def _baseline_rows(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
 @click.option("--since", help="Only posts ingested since: ISO time or an age like 90m, 12h, 7d.")
 @click.option("--min-distance", type=float, help="Only posts at least this far from their centroid.")
 @click.option("--limit", type=click.IntRange(min=1), help="At most N rows.")
+@click.option(
+    "--alpha",
+    type=float,
+    help="Posts with a stored p-value <= ALPHA, instead of the baseline's own flags.",
+)
 @_format_option()
 @click.pass_context
 def outliers(
@@ -349,14 +379,19 @@ def outliers(
     since: str | None,
     min_distance: float | None,
     limit: int | None,
+    alpha: float | None,
     fmt: str,
 ) -> None:
-    """List flagged posts, most distant from their category's centroid first."""
+    """List flagged posts, most unusual (smallest p-value) first."""
+    if alpha is not None and not 0 < alpha < 1:
+        raise InputError(f"bad --alpha {alpha}: expected a number between 0 and 1")
     if min_distance is not None and not math.isfinite(min_distance):
         raise InputError(f"bad --min-distance {min_distance}: expected a finite number")
     if category is not None and not category.strip():
         raise InputError("--category is empty")
-    rows = _monitor(ctx).outliers(category=category, since=since, min_distance=min_distance, limit=limit)
+    rows = _monitor(ctx).outliers(
+        category=category, since=since, min_distance=min_distance, limit=limit, alpha=alpha
+    )
     columns: tuple[str, ...] = OUTLIER_FIELDS  # the same columns whether or not there are rows
     if fmt == "table":  # people get the essentials; json/csv/nl carry every field
         columns = (*OUTLIER_COLUMNS[:-1], "original_category", "excerpt")
@@ -465,6 +500,145 @@ def snapshot(
         f"{summary['map']['points']} on the map{extra}",
         err=True,
     )
+
+
+# -- evaluate ----------------------------------------------------------------------------------
+
+
+def _list(value: str, what: str) -> list[str]:
+    items = [v.strip() for v in value.split(",") if v.strip()]
+    if not items:
+        raise InputError(f"--{what} is empty")
+    return items
+
+
+@cli.command()
+@click.argument("source")
+@click.option(
+    "--recipe",
+    is_flag=True,
+    help="SOURCE is a 20 Newsgroups archive: run the built-in recipe (stores its posts in --db: use a db of its own).",
+)
+@click.option(
+    "--truth-field", default="anomaly", show_default=True, help="JSONL/CSV: true = anomaly, false = normal."
+)
+@click.option("--text-field", default="text", show_default=True, help="JSONL/CSV: text field.")
+@click.option("--category-field", default="category", show_default=True, help="JSONL/CSV: claimed category.")
+@click.option(
+    "--scores",
+    default="centroid,knn",
+    show_default=True,
+    help="Comma list of scores to compare (centroid, knn:K).",
+)
+@click.option(
+    "--policies",
+    default=",".join(default_policies()),
+    show_default=True,
+    help="Comma list of policies to compare (alpha:A, quantile:Q, fixed:R).",
+)
+@click.option(
+    "--robust", is_flag=True, help="Leave the reference posts a first fit flags out of the baseline."
+)
+@click.option(
+    "--per-category/--overall", default=False, show_default=True, help="Rows per claimed category too."
+)
+@click.option(
+    "--in-topic", default="sci.*", show_default=True, help="--recipe: the in-topic groups (a glob)."
+)
+@click.option(
+    "--off-topic",
+    type=click.IntRange(min=1),
+    default=200,
+    show_default=True,
+    help="--recipe: off-topic arrivals.",
+)
+@click.option(
+    "--seeds",
+    type=click.IntRange(min=1),
+    default=3,
+    show_default=True,
+    help="--recipe: random splits to average.",
+)
+@click.option(
+    "--clean", type=click.Choice(sorted(CLEANERS)), default="seed", show_default=True, help="Text cleaning."
+)
+@click.option("--embedder", default="minilm", show_default=True, help="Embedding model (the store's).")
+@_format_option()
+@click.pass_context
+def evaluate(
+    ctx: click.Context,
+    source: str,
+    recipe: bool,
+    truth_field: str,
+    text_field: str,
+    category_field: str,
+    scores: str,
+    policies: str,
+    robust: bool,
+    per_category: bool,
+    in_topic: str,
+    off_topic: int,
+    seeds: int,
+    clean: str,
+    embedder: str,
+    fmt: str,
+) -> None:
+    """Measure detection quality: ROC AUC, average precision, promised vs realised flag rate, recall.
+
+    \b
+    Labelled arrivals (JSONL/CSV: text, claimed category, truth) are embedded, not stored,
+    and scored against the stored posts that have a category:
+      monitor evaluate labelled.jsonl --truth-field is_spam
+    The built-in recipe (held-out sci.* posts vs other groups' posts filed under sci.*):
+      monitor --db evaldb evaluate 20news-bydate.tar.gz --recipe --seeds 5
+    """
+    score_list, policy_list = _list(scores, "scores"), _list(policies, "policies")
+    for spec in score_list:
+        ScoreSpec.parse(spec)
+    for spec in policy_list:
+        ThresholdPolicy.parse(spec)
+    mon = _monitor(ctx, embedder, create=recipe)
+    with progress_bar("evaluate", None) as advance:
+        if recipe:
+            result = mon.evaluate_newsgroups(
+                source,
+                in_topic=in_topic,
+                off_topic=off_topic,
+                seeds=range(seeds),
+                scores=score_list,
+                policies=policy_list,
+                robust=robust,
+                clean=clean,
+                progress=advance,
+            )
+        else:
+            rows = mon.evaluate(
+                source,
+                truth_field=truth_field,
+                scores=score_list,
+                policies=policy_list,
+                clean=clean,
+                per_category=per_category,
+                text_field=text_field,
+                category_field=category_field,
+                progress=advance,
+            )
+    if not recipe:
+        write_rows(rows, fmt, sys.stdout)
+        return
+    if fmt == "json":
+        click.echo(json.dumps(result, indent=2))
+        return
+    for title, key in (
+        ("arrivals", "rows"),
+        ("reference with a stored burst of off-topic posts: plain vs --robust", "contaminated"),
+        ("misfiled in-topic posts: is the flagged post named by its true group?", "misfiled"),
+    ):
+        if fmt == "table":
+            click.echo(f"# {title} (mean of {seeds} splits)")
+        write_rows(result[key], fmt, sys.stdout)
+        if fmt == "table":
+            click.echo()
 
 
 # -- entry point -------------------------------------------------------------------------------

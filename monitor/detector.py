@@ -1,12 +1,10 @@
-"""The centroid outlier detector: an estimator over arrays, knowing nothing of Chroma.
+"""The per-category outlier detector: an estimator over arrays, knowing nothing of Chroma.
 
-A post is an outlier when its Euclidean distance to its own category's centroid (the mean of
-the category's unit vectors, as in the seed notebook) exceeds that category's radius. The radius
-comes from a stated policy:
-
-- ``quantile:Q`` (default ``quantile:0.95``): the Q-quantile of the category's own distances,
-  so each category gets a threshold on its own scale (tight topics get tight radii);
-- ``fixed:R``: one radius for every category (the seed's way; R depends on the model).
+Each post claims a category. It is scored against that category's baseline posts (see
+:mod:`monitor.scores`: ``knn`` by default, or the seed's ``centroid`` distance) and flagged when
+the score exceeds the category's threshold, derived from a stated policy (see
+:mod:`monitor.calibration`: conformal ``alpha:A`` by default, ``quantile:Q``, ``fixed:R``). Every
+verdict carries a conformal p-value, so a different alpha can be applied after the fact.
 
 Follows scikit-learn's outlier-detector vocabulary: ``fit``, ``score_samples`` (higher = more
 normal), ``decision_function`` (negative = outlier), ``predict`` (+1 inlier / -1 outlier, and 0
@@ -17,55 +15,30 @@ centroid".
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+import math
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
 from sklearn.base import BaseEstimator
 
+from monitor.calibration import DEFAULT_POLICY, Calibration, ThresholdPolicy
 from monitor.errors import BaselineError
+from monitor.scores import DEFAULT_SCORE, ScoreSpec, centroid_loo, knn_scores, loo_scores, scores
 
-DEFAULT_POLICY = "quantile:0.95"
+RadiusPolicy = ThresholdPolicy  # the name used before policies covered every score
 DEFAULT_MIN_POSTS = 20
 QUANTILE_GRID = np.round(np.linspace(0.0, 1.0, 21), 2)  # stored distance profile per category
 
 
 @dataclass(frozen=True)
-class RadiusPolicy:
-    """How a category's radius is derived from its distance distribution."""
-
-    kind: str  # "fixed" | "quantile"
-    value: float
-
-    @classmethod
-    def parse(cls, spec: str | RadiusPolicy) -> RadiusPolicy:
-        if isinstance(spec, RadiusPolicy):
-            return spec
-        kind, _, raw = str(spec).partition(":")
-        try:
-            value = float(raw)
-        except ValueError:
-            raise BaselineError(f"bad radius policy {spec!r}: use fixed:R or quantile:Q") from None
-        if not np.isfinite(value):
-            raise BaselineError(f"bad radius policy {spec!r}: the number must be finite")
-        if kind == "fixed" and value > 0:
-            return cls("fixed", value)
-        if kind == "quantile" and 0 < value < 1:
-            return cls("quantile", value)
-        raise BaselineError(f"bad radius policy {spec!r}: use fixed:R (R > 0) or quantile:Q (0 < Q < 1)")
-
-    def radius(self, distances: np.ndarray) -> float:
-        if self.kind == "fixed":
-            return self.value
-        return float(np.quantile(distances, self.value))
-
-    def __str__(self) -> str:
-        return f"{self.kind}:{self.value:g}"
-
-
-@dataclass(frozen=True)
 class Verdict:
-    """The outcome for one post; ``status`` is outlier, inlier, insufficient_baseline or unscored."""
+    """The outcome for one post; ``status`` is outlier, inlier, insufficient_baseline or unscored.
+
+    ``score``/``threshold``/``p_value`` are the detector's score; ``distance``/``radius`` the
+    centroid distance and the centroid radius under the same policy (for maps and sweeps).
+    ``looks_like`` names, for an outlier, the other category where it would be an inlier.
+    """
 
     status: str
     scored_against: str | None = None
@@ -73,6 +46,10 @@ class Verdict:
     radius: float | None = None
     nearest_category: str | None = None
     nearest_distance: float | None = None
+    score: float | None = None
+    threshold: float | None = None
+    p_value: float | None = None
+    looks_like: str | None = None
 
     @property
     def is_outlier(self) -> bool:
@@ -101,58 +78,87 @@ class CategorySums:
         return cats, np.stack([self.sums[c] / self.counts[c] for c in cats]).astype(np.float32)
 
 
-class CentroidDetector(BaseEstimator):
-    """Per-category centroid + radius outlier detector.
+def _finite_or_none(x: float) -> float | None:
+    return float(x) if math.isfinite(x) else None
 
-    Parameters are only stored here; ``fit`` learns ``categories_``, ``centroids_`` (k, d),
-    ``counts_``, ``radii_`` (NaN where the category has fewer than ``min_posts`` posts),
-    ``distance_quantiles_`` (k, 21) and ``train_distances_`` (category -> array).
+
+class CategoryDetector(BaseEstimator):
+    """Per-category outlier detector with calibrated thresholds.
+
+    Parameters are only stored here. ``fit`` learns, per category (``categories_``, sorted):
+    ``centroids_`` (k, d), ``counts_``, ``thresholds_`` (on the score), ``radii_`` (on the
+    centroid distance), ``calibrations_`` (leave-one-out scores), ``distance_quantiles_``
+    (k, 21), ``mean_distances_``, and ``reference_`` (category -> its vectors; knn only).
+    Thresholds are NaN for categories with fewer than ``min_posts`` posts (no verdicts there).
     """
 
     def __init__(
-        self, policy: str | RadiusPolicy = DEFAULT_POLICY, min_posts: int = DEFAULT_MIN_POSTS
+        self,
+        score: str | ScoreSpec = DEFAULT_SCORE,
+        policy: str | ThresholdPolicy = DEFAULT_POLICY,
+        min_posts: int = DEFAULT_MIN_POSTS,
     ) -> None:
+        self.score = score
         self.policy = policy
         self.min_posts = min_posts
 
     # -- fitting ----------------------------------------------------------------------------
 
-    def fit(self, X: np.ndarray, y: Sequence[str | None]) -> CentroidDetector:
-        """Learn centroids and radii from vectors ``X`` with categories ``y`` (None rows ignored)."""
+    def fit(self, X: np.ndarray, y: Sequence[str | None]) -> CategoryDetector:
+        """Learn from vectors ``X`` (unit rows) with categories ``y`` (None rows ignored)."""
         X = np.asarray(X, dtype=np.float32)
         if X.ndim != 2 or len(X) != len(y):
             raise ValueError(f"X must be 2-D with one row per label: got shape {X.shape} and {len(y)} labels")
-        sums = CategorySums()
-        sums.add(X, y)
-        categories, centroids = sums.centroids()
         labels = np.asarray([c if c is not None else "" for c in y], dtype=object)
-        distances = {
-            c: np.linalg.norm(X[labels == c] - centroids[i], axis=1) for i, c in enumerate(categories)
-        }
-        return self.fit_from_parts(categories, centroids, distances)
+        groups = ((c, X[labels == c]) for c in sorted(set(labels.tolist()) - {""}))
+        return self.fit_categories(groups)
 
-    def fit_from_parts(
-        self,
-        categories: Sequence[str],
-        centroids: np.ndarray,
-        distances: dict[str, np.ndarray],
-    ) -> CentroidDetector:
-        """Finish fitting from centroids and each category's distances (the streaming path)."""
-        policy = RadiusPolicy.parse(self.policy)
-        self.categories_ = list(categories)
-        self.centroids_ = np.asarray(centroids, dtype=np.float32)
-        self.counts_ = np.array([len(distances.get(c, ())) for c in self.categories_], dtype=int)
-        self.train_distances_ = {
-            c: np.sort(np.asarray(distances.get(c, ()), dtype=np.float32)) for c in categories
-        }
-        self.radii_ = np.full(len(self.categories_), np.nan)
-        self.distance_quantiles_ = np.full((len(self.categories_), len(QUANTILE_GRID)), np.nan)
-        for i, c in enumerate(self.categories_):
-            d = self.train_distances_[c]
-            if len(d):
-                self.distance_quantiles_[i] = np.quantile(d, QUANTILE_GRID)
-            if len(d) >= self.min_posts:
-                self.radii_[i] = policy.radius(d)
+    def fit_categories(
+        self, groups: Iterable[tuple[str, np.ndarray]], *, keep_reference: bool = True
+    ) -> CategoryDetector:
+        """Fit from ``(category, vectors)`` pairs, one category at a time (the streaming path).
+
+        With ``keep_reference=False`` the vectors are not kept (set ``reference_`` to a mapping
+        that loads them on demand, as the Chroma-backed baseline does).
+        """
+        spec, policy = ScoreSpec.parse(self.score), ThresholdPolicy.parse(self.policy)
+        if self.min_posts < 2:
+            raise BaselineError("min_posts must be at least 2")
+        cats, centroids, counts, thresholds, radii, cals, profiles, means = [], [], [], [], [], [], [], []
+        reference: dict[str, np.ndarray] = {}
+        for cat, Xc in sorted(groups, key=lambda g: g[0]):
+            Xc = np.asarray(Xc, dtype=np.float32)
+            centroid = Xc.mean(axis=0)
+            distances = np.linalg.norm(Xc - centroid, axis=1)
+            cats.append(cat)
+            centroids.append(centroid)
+            counts.append(len(Xc))
+            profiles.append(np.quantile(distances, QUANTILE_GRID))
+            means.append(float(distances.mean()))
+            if len(Xc) >= self.min_posts:
+                cal = Calibration.from_scores(loo_scores(spec, Xc, centroid))
+                in_sample = scores(spec, Xc, centroid, Xc) if policy.kind == "quantile" else None
+                thresholds.append(policy.threshold(cal, in_sample))
+                radii.append(policy.threshold(Calibration.from_scores(centroid_loo(Xc, centroid)), distances))
+                cals.append(cal)
+            else:
+                thresholds.append(np.nan)
+                radii.append(np.nan)
+                cals.append(Calibration(np.zeros(0), 0))
+            if keep_reference and spec.needs_reference:
+                reference[cat] = Xc
+        dim = centroids[0].shape[0] if centroids else 0
+        self.categories_ = cats
+        self.centroids_ = (
+            np.stack(centroids).astype(np.float32) if centroids else np.zeros((0, dim), np.float32)
+        )
+        self.counts_ = np.asarray(counts, dtype=int)
+        self.thresholds_ = np.asarray(thresholds, dtype=np.float64)
+        self.radii_ = np.asarray(radii, dtype=np.float64)
+        self.calibrations_ = cals
+        self.distance_quantiles_ = np.asarray(profiles).reshape(len(cats), len(QUANTILE_GRID))
+        self.mean_distances_ = np.asarray(means)
+        self.reference_: Mapping[str, np.ndarray] = reference
         return self
 
     @classmethod
@@ -160,19 +166,30 @@ class CentroidDetector(BaseEstimator):
         cls,
         categories: Sequence[str],
         centroids: np.ndarray,
-        radii: Sequence[float | None],
         counts: Sequence[int],
-        policy: str | RadiusPolicy,
+        thresholds: Sequence[float | None],
+        radii: Sequence[float | None],
+        calibrations: Sequence[Calibration],
+        *,
+        score: str | ScoreSpec,
+        policy: str | ThresholdPolicy,
         min_posts: int,
-    ) -> CentroidDetector:
-        """Rebuild a fitted detector from persisted state (no training distances needed)."""
-        det = cls(policy=policy, min_posts=min_posts)
+        reference: Mapping[str, np.ndarray] | None = None,
+    ) -> CategoryDetector:
+        """Rebuild a fitted detector from persisted state; ``reference`` may load lazily."""
+        det = CategoryDetector(
+            score=str(ScoreSpec.parse(score)), policy=str(ThresholdPolicy.parse(policy)), min_posts=min_posts
+        )
         det.categories_ = list(categories)
         det.centroids_ = np.asarray(centroids, dtype=np.float32)
-        det.radii_ = np.array([np.nan if r is None else float(r) for r in radii])
         det.counts_ = np.asarray(counts, dtype=int)
-        det.train_distances_ = {}
+        nan = float("nan")
+        det.thresholds_ = np.array([nan if t is None else float(t) for t in thresholds])
+        det.radii_ = np.array([nan if r is None else float(r) for r in radii])
+        det.calibrations_ = list(calibrations)
         det.distance_quantiles_ = np.full((len(det.categories_), len(QUANTILE_GRID)), np.nan)
+        det.mean_distances_ = np.full(len(det.categories_), np.nan)
+        det.reference_ = reference if reference is not None else {}
         return det
 
     def _check_fitted(self) -> None:
@@ -181,9 +198,9 @@ class CentroidDetector(BaseEstimator):
 
     @property
     def ready_(self) -> np.ndarray:
-        """Which categories have a radius (enough posts for a verdict)."""
+        """Which categories give verdicts (enough posts for a threshold)."""
         self._check_fitted()
-        return ~np.isnan(self.radii_)
+        return ~np.isnan(self.thresholds_)
 
     # -- scoring ----------------------------------------------------------------------------
 
@@ -196,57 +213,149 @@ class CentroidDetector(BaseEstimator):
         sq = (X**2).sum(1)[:, None] - 2 * X @ self.centroids_.T + (self.centroids_**2).sum(1)[None, :]
         return np.sqrt(np.clip(sq, 0, None))
 
-    def verdicts(self, X: np.ndarray, categories: Iterable[str | None] | None = None) -> list[Verdict]:
-        """One :class:`Verdict` per row of ``X``."""
+    def category_scores(self, X: np.ndarray, j: int, *, members: np.ndarray | None = None) -> np.ndarray:
+        """Scores of rows ``X`` against category ``j``; ``members`` rows are in its baseline (scored LOO)."""
+        spec = ScoreSpec.parse(self.score)
+        cat, centroid = self.categories_[j], self.centroids_[j]
+        X = np.asarray(X, dtype=np.float32)
+        out = np.empty(len(X), dtype=np.float64)
+        inside = np.zeros(len(X), bool) if members is None else np.asarray(members, bool)
+        n = int(self.counts_[j])
+        if spec.kind == "centroid":
+            d = np.linalg.norm(X - centroid[None, :], axis=1)
+            out[:] = d
+            out[inside] = d[inside] * (n / (n - 1)) if n > 1 else np.inf
+            return out
+        ref = self.reference_[cat]
+        if (~inside).any():
+            out[~inside] = knn_scores(X[~inside], ref, spec.k)
+        if inside.any():
+            out[inside] = knn_scores(X[inside], ref, spec.k, drop_nearest=True)
+        return out
+
+    def verdicts(
+        self,
+        X: np.ndarray,
+        categories: Iterable[str | None] | None = None,
+        *,
+        members: Sequence[bool] | None = None,
+    ) -> list[Verdict]:
+        """One :class:`Verdict` per row of ``X``.
+
+        ``members[i]`` says row i is one of its category's baseline posts: it is then scored
+        leave-one-out, like the calibration scores it is compared with.
+        """
         self._check_fitted()
         X = np.asarray(X, dtype=np.float32)
         cats = list(categories) if categories is not None else [None] * len(X)
         if X.ndim != 2 or len(cats) != len(X):
             raise ValueError(f"X must be 2-D with one category per row: got shape {X.shape} and {len(cats)}")
+        claimed = np.array([c is not None for c in cats], dtype=bool)
+        member = claimed & (np.zeros(len(X), bool) if members is None else np.asarray(members, bool))
         dist = self.centroid_distances(X)
         ready = self.ready_
-        index = {c: i for i, c in enumerate(self.categories_)}
-        out: list[Verdict] = []
         ready_idx = np.flatnonzero(ready)
+        index = {c: i for i, c in enumerate(self.categories_)}
+        nearest = np.full(len(X), -1)
+        if len(ready_idx):
+            nearest = ready_idx[np.argmin(dist[:, ready_idx], axis=1)]
+        own = np.full(len(X), -1)
         for row, cat in enumerate(cats):
-            nearest = nearest_d = None
-            if len(ready_idx):
-                j = int(ready_idx[np.argmin(dist[row, ready_idx])])
-                nearest, nearest_d = self.categories_[j], float(dist[row, j])
-            own = index.get(cat) if cat is not None else None
-            if cat is None:
-                if nearest is None:
-                    out.append(Verdict("unscored"))
-                    continue
-                own = index[nearest]
-            if own is None or not ready[own]:
-                out.append(Verdict("insufficient_baseline", cat, None, None, nearest, nearest_d))
+            own[row] = index.get(cat, -1) if cat is not None else nearest[row]
+        score = np.full(len(X), np.nan)
+        for j in set(own.tolist()) - {-1}:
+            rows = np.flatnonzero(own == j)
+            if ready[j]:
+                score[rows] = self.category_scores(X[rows], j, members=member[rows])
+        p = np.full(len(X), np.nan)
+        for j in set(own.tolist()) - {-1}:
+            rows = np.flatnonzero(own == j)
+            if ready[j]:
+                p[rows] = self.calibrations_[j].p_values(score[rows])
+        flagged = np.zeros(len(X), bool)
+        valid = own >= 0
+        flagged[valid] = ready[own[valid]] & (score[valid] > self.thresholds_[own[valid]])
+        looks = self._looks_like(X, own, flagged)
+        out: list[Verdict] = []
+        for row, cat in enumerate(cats):
+            near = self.categories_[nearest[row]] if nearest[row] >= 0 else None
+            near_d = float(dist[row, nearest[row]]) if nearest[row] >= 0 else None
+            j = int(own[row])
+            if cat is None and j < 0:
+                out.append(Verdict("unscored"))
                 continue
-            d, r = float(dist[row, own]), float(self.radii_[own])
-            status = "outlier" if d > r else "inlier"
-            out.append(Verdict(status, self.categories_[own], d, r, nearest, nearest_d))
+            if j < 0 or not ready[j]:
+                out.append(Verdict("insufficient_baseline", cat, None, None, near, near_d))
+                continue
+            out.append(
+                Verdict(
+                    "outlier" if flagged[row] else "inlier",
+                    self.categories_[j],
+                    float(dist[row, j]),
+                    _finite_or_none(float(self.radii_[j])),
+                    near,
+                    near_d,
+                    float(score[row]),
+                    _finite_or_none(float(self.thresholds_[j])),
+                    float(p[row]),
+                    looks.get(row),
+                )
+            )
         return out
 
+    def _looks_like(self, X: np.ndarray, own: np.ndarray, flagged: np.ndarray) -> dict[int, str]:
+        """For flagged rows: the other ready category where the row would be an inlier (highest p)."""
+        rows = np.flatnonzero(flagged)
+        if not len(rows):
+            return {}
+        best_p = np.full(len(rows), -1.0)
+        best = np.full(len(rows), -1)
+        for j in np.flatnonzero(self.ready_):
+            s = self.category_scores(X[rows], int(j))
+            p = self.calibrations_[j].p_values(s)
+            ok = (own[rows] != j) & (s <= self.thresholds_[j]) & (p > best_p)
+            best_p[ok], best[ok] = p[ok], j
+        return {int(r): self.categories_[b] for r, b in zip(rows, best, strict=True) if b >= 0}
+
     def score_samples(self, X: np.ndarray, categories: Iterable[str | None] | None = None) -> np.ndarray:
-        """Minus the distance to the scored category's centroid (higher = more normal; NaN = no verdict)."""
-        return np.array(
-            [-v.distance if v.distance is not None else np.nan for v in self.verdicts(X, categories)]
-        )
+        """Minus the score against the scored category (higher = more normal; NaN = no verdict)."""
+        return np.array([-v.score if v.score is not None else np.nan for v in self.verdicts(X, categories)])
 
     def decision_function(self, X: np.ndarray, categories: Iterable[str | None] | None = None) -> np.ndarray:
-        """Radius minus distance: negative for outliers, NaN where there is no verdict."""
+        """Threshold minus score: negative for outliers, NaN where there is no verdict."""
         return np.array(
             [
-                v.radius - v.distance if v.distance is not None and v.radius is not None else np.nan
+                v.threshold - v.score if v.score is not None and v.threshold is not None else np.nan
                 for v in self.verdicts(X, categories)
             ]
         )
 
+    def p_values(self, X: np.ndarray, categories: Iterable[str | None] | None = None) -> np.ndarray:
+        """Conformal p-values (small = unusual for the category; NaN = no verdict)."""
+        return np.array(
+            [v.p_value if v.p_value is not None else np.nan for v in self.verdicts(X, categories)]
+        )
+
     def fit_predict(self, X: np.ndarray, y: Sequence[str | None]) -> np.ndarray:
-        """Fit on ``X`` with categories ``y``, then predict the same rows (+1 / -1 / 0)."""
-        return self.fit(X, y).predict(X, y)
+        """Fit on ``X`` with categories ``y``, then predict the same rows, each scored leave-one-out."""
+        self.fit(X, y)
+        codes = {"outlier": -1, "inlier": 1}
+        verdicts = self.verdicts(X, y, members=[c is not None for c in y])
+        return np.array([codes.get(v.status, 0) for v in verdicts], dtype=int)
 
     def predict(self, X: np.ndarray, categories: Iterable[str | None] | None = None) -> np.ndarray:
         """+1 inlier, -1 outlier, 0 no verdict (category without a baseline)."""
         codes = {"outlier": -1, "inlier": 1}
         return np.array([codes.get(v.status, 0) for v in self.verdicts(X, categories)], dtype=int)
+
+
+class CentroidDetector(CategoryDetector):
+    """The seed notebook's detector: distance to the category centroid (``score="centroid"``)."""
+
+    def __init__(
+        self, policy: str | ThresholdPolicy = DEFAULT_POLICY, min_posts: int = DEFAULT_MIN_POSTS
+    ) -> None:
+        super().__init__(score="centroid", policy=policy, min_posts=min_posts)
+
+    def get_params(self, deep: bool = True) -> dict[str, object]:
+        return {"policy": self.policy, "min_posts": self.min_posts}

@@ -53,9 +53,16 @@ def find_outliers(
     since: datetime | None = None,
     min_distance: float | None = None,
     limit: int | None = None,
+    alpha: float | None = None,
 ) -> list[dict[str, Any]]:
-    """Flagged posts, most distant first. ``category`` may be a glob (``sci.*``)."""
-    clauses: list[dict[str, Any]] = [{"is_outlier": True}]
+    """Flagged posts, most unusual (smallest p-value, then highest score) first.
+
+    ``category`` may be a glob (``sci.*``). ``alpha`` replaces the baseline's own flags with
+    "stored p-value <= alpha", so any level can be asked for after the fact.
+    """
+    clauses: list[dict[str, Any]] = [
+        {"is_outlier": True} if alpha is None else {"p_value": {"$lte": float(alpha)}}
+    ]
     if category and not _is_glob(category):
         clauses.append({"category": category})
     if since is not None:
@@ -74,7 +81,7 @@ def find_outliers(
             if min_distance is not None and distance < min_distance:
                 continue
             rows.append(outlier_row(pid, meta, doc))
-    rows.sort(key=lambda r: (-r["distance"], r["id"]))
+    rows.sort(key=lambda r: (_or(r["p_value"], 1.0), -_or(r["score"], r["distance"]), r["id"]))
     return rows[:limit] if limit else rows
 
 
@@ -82,6 +89,10 @@ def find_outliers(
 OUTLIER_FIELDS = (
     "id",
     "category",
+    "score",
+    "threshold",
+    "p_value",
+    "looks_like",
     "distance",
     "radius",
     "excess",
@@ -99,9 +110,15 @@ def outlier_row(pid: str, meta: dict[str, Any], doc: str | None) -> dict[str, An
     row: dict[str, Any] = {
         "id": pid,
         "category": meta.get("category", meta.get("scored_against")),
+        "score": _round(meta.get("score"), 4),
+        "threshold": _round(meta.get("threshold"), 4),
+        "p_value": _round(meta.get("p_value"), 5),
+        "looks_like": meta.get("looks_like"),
         "distance": round(distance, 4),
         "radius": round(radius, 4),
-        "excess": round(distance - radius, 4),
+        "excess": round(float(meta["score"]) - float(meta["threshold"]), 4)
+        if meta.get("score") is not None and meta.get("threshold") is not None
+        else round(distance - radius, 4),
         "nearest_category": meta.get("nearest_category"),
         "ingested_at": meta.get("ingested_at"),
         "baseline_version": meta.get("baseline_version"),
@@ -109,6 +126,14 @@ def outlier_row(pid: str, meta: dict[str, Any], doc: str | None) -> dict[str, An
     }
     row["original_category"] = meta.get("original_category")  # set when --as-category re-filed it
     return row
+
+
+def _round(value: Any, digits: int) -> float | None:
+    return None if value is None else round(float(value), digits)
+
+
+def _or(value: float | None, default: float) -> float:
+    return default if value is None else value
 
 
 def collection_stats(store: ChromaStore, baseline: Baseline | None = None) -> dict[str, Any]:
@@ -139,6 +164,7 @@ def collection_stats(store: ChromaStore, baseline: Baseline | None = None) -> di
         row["outlier_rate"] = round(row["outliers"] / row["scored"], 4) if row["scored"] else None
         if baseline is not None and row["category"] != "(none)":
             row["radius"] = baseline.radius_of(row["category"])
+            row["threshold"] = baseline.threshold_of(row["category"])
             row["baseline_posts"] = _baseline_posts(baseline, row["category"])
     info: dict[str, Any] = {
         "location": store.location,
@@ -155,6 +181,8 @@ def collection_stats(store: ChromaStore, baseline: Baseline | None = None) -> di
             "created_at": baseline.created_at,
             "age_seconds": round(baseline.age_seconds()),
             "policy": baseline.policy,
+            "score": baseline.score,
+            "robust": baseline.robust,
             "min_posts": baseline.min_posts,
             "posts": baseline.n_posts,
             "posts_with_older_verdicts": stale,

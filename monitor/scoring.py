@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from monitor.baseline import Baseline, now_iso
+from monitor.baseline import MEMBER_KEY, Baseline, now_iso
 from monitor.detector import Verdict
 from monitor.store import ChromaStore
 
@@ -24,6 +24,10 @@ VERDICT_KEYS = (
     "radius",
     "nearest_category",
     "nearest_distance",
+    "score",
+    "threshold",
+    "p_value",
+    "looks_like",
     "baseline_version",
     "scored_at",
 )
@@ -39,17 +43,29 @@ def verdict_metadata(verdict: Verdict, baseline_version: int | None, scored_at: 
         "radius": verdict.radius,
         "nearest_category": verdict.nearest_category,
         "nearest_distance": verdict.nearest_distance,
+        "score": verdict.score,
+        "threshold": verdict.threshold,
+        "p_value": verdict.p_value,
+        "looks_like": verdict.looks_like,
         "baseline_version": baseline_version,
         "scored_at": scored_at,
     }
 
 
-def score(baseline: Baseline | None, X: np.ndarray, categories: Sequence[str | None]) -> list[dict[str, Any]]:
-    """Verdict metadata for each row of X against ``baseline`` ("unscored" when there is none)."""
+def score(
+    baseline: Baseline | None,
+    X: np.ndarray,
+    categories: Sequence[str | None],
+    members: Sequence[bool] | None = None,
+) -> list[dict[str, Any]]:
+    """Verdict metadata for each row of X against ``baseline`` ("unscored" when there is none).
+
+    ``members[i]``: row i is one of the baseline's own posts (scored leave-one-out).
+    """
     scored_at = now_iso()
     if baseline is None:
         return [verdict_metadata(Verdict("unscored"), None, scored_at) for _ in categories]
-    verdicts = baseline.detector.verdicts(X, categories)
+    verdicts = baseline.detector.verdicts(X, categories, members=members)
     return [verdict_metadata(v, baseline.version, scored_at) for v in verdicts]
 
 
@@ -73,7 +89,8 @@ def rescore(
     # Unfiltered offset paging keeps its order when metadata is updated under it (measured on
     # Chroma 1.5.9), so each page is written back at once: memory stays one page.
     for page in store.pages(vectors=True):
-        metas = score(baseline, page.vectors, [m.get("category") for m in page.metadatas])
+        members = [m.get(MEMBER_KEY) == baseline.version for m in page.metadatas]
+        metas = score(baseline, page.vectors, [m.get("category") for m in page.metadatas], members)
         for old, new in zip(page.metadatas, metas, strict=True):
             was, now = bool(old.get("is_outlier", False)), new["is_outlier"]
             report.newly_flagged += int(now and not was)

@@ -156,6 +156,8 @@ def e2e(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     r["meta"] = all_meta(db)
     r["outliers_json"] = json.loads(invoke("outliers", "--format", "json").stdout)
     r["outliers_csv"] = invoke("outliers", "--format", "csv").stdout
+    r["alpha_loose"] = json.loads(invoke("outliers", "--alpha", "0.2", "--format", "json").stdout)
+    r["alpha_strict"] = json.loads(invoke("outliers", "--alpha", "0.01", "--format", "json").stdout)
     r["space_json"] = json.loads(
         invoke("outliers", "--category", "sci.space", "--limit", 3, "--format", "json").stdout
     )
@@ -165,7 +167,7 @@ def e2e(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     r["first_snap_run"] = invoke("snapshot", "--out", r["first_snap"])
     r["rerun"] = json.loads(invoke(*train, "--json").stdout)
     r["count_after_rerun"] = ChromaStore.open(db).count()
-    invoke("baseline", "--policy", "quantile:0.8")  # a tighter radius: more flags for the next snapshot
+    invoke("baseline", "--policy", "alpha:0.2")  # a looser alpha: more flags for the next snapshot
     r["second_snap"] = root / "snaps" / "second"
     r["second_snap_run"] = invoke("snapshot", "--out", r["second_snap"])
     return r
@@ -212,12 +214,21 @@ def test_e2e_outliers_json(e2e: dict[str, Any]) -> None:
         assert stored["is_outlier"] is True
         assert row["category"] == stored["category"]
         assert row["distance"] == pytest.approx(stored["distance"], abs=1e-4)
-        assert row["distance"] > row["radius"]
+        assert row["score"] == pytest.approx(stored["score"], abs=1e-4) and row["score"] > row["threshold"]
+        assert 0 < row["p_value"] <= 0.05  # the default policy is alpha:0.05
         assert row["nearest_category"] in SCI and row["ingested_at"] and row["excerpt"]
         assert row.get("original_category") == stored.get("original_category")
-    distances = [r["distance"] for r in rows]
-    assert distances == sorted(distances, reverse=True)
+    order = [(r["p_value"], -r["score"]) for r in rows]
+    assert order == sorted(order)  # most unusual first
     assert {r["id"] for r in rows} == {i for i, m in meta.items() if m["is_outlier"]}
+
+
+def test_e2e_outliers_at_another_alpha_after_the_fact(e2e: dict[str, Any]) -> None:
+    meta, flagged = e2e["meta"], {r["id"] for r in e2e["outliers_json"]}
+    loose, strict = e2e["alpha_loose"], e2e["alpha_strict"]
+    assert {r["id"] for r in loose} == {i for i, m in meta.items() if m.get("p_value", 1) <= 0.2}
+    assert {r["id"] for r in strict} == {i for i, m in meta.items() if m.get("p_value", 1) <= 0.01}
+    assert {r["id"] for r in strict} < flagged < {r["id"] for r in loose}
 
 
 def test_e2e_outliers_csv_matches_json(e2e: dict[str, Any]) -> None:
@@ -333,6 +344,22 @@ BAD_INPUT: dict[str, Callable[[Path, Path], list[Any]]] = {
     "min-distance-nan": lambda t, g: ["outliers", "--min-distance", "nan"],
     "sweep-radii-inf": lambda t, g: ["sweep", "--radii", "0.5,inf"],
     "bad-embedder": lambda t, g: ["ingest", g, "--embedder", "word2vec"],
+    "alpha-out-of-range": lambda t, g: ["outliers", "--alpha", "1.5"],
+    "alpha-policy-zero": lambda t, g: ["baseline", "--policy", "alpha:0"],
+    "bad-score": lambda t, g: ["baseline", "--score", "knn:0"],
+    "evaluate-no-truth-field": lambda t, g: ["evaluate", g, *HASH],
+    "evaluate-bad-truth": lambda t, g: [
+        "evaluate",
+        write_jsonl(t / "lab.jsonl", [{"text": "orbit launch", "category": "alpha", "anomaly": "maybe"}]),
+        *HASH,
+    ],
+    "evaluate-bad-scores": lambda t, g: ["evaluate", g, "--scores", "knn:x", *HASH],
+    "evaluate-other-embedder": lambda t, g: [
+        "evaluate",
+        write_jsonl(t / "lab.jsonl", [{"text": "orbit launch", "category": "alpha", "anomaly": True}]),
+        "--embedder",
+        "hashing:32",
+    ],
     "unknown-command": lambda t, g: ["nosuch"],
     "unknown-option": lambda t, g: ["outliers", "--bogus"],
 }

@@ -119,9 +119,18 @@ def test_from_state_reproduces_verdicts(clusters: tuple[np.ndarray, list[str]]) 
     X, y = clusters
     det = CentroidDetector().fit(X, y)
     again = CentroidDetector.from_state(
-        det.categories_, det.centroids_, det.radii_.tolist(), det.counts_.tolist(), det.policy, det.min_posts
+        det.categories_,
+        det.centroids_,
+        det.counts_.tolist(),
+        det.thresholds_.tolist(),
+        det.radii_.tolist(),
+        det.calibrations_,
+        score="centroid",
+        policy=det.policy,
+        min_posts=det.min_posts,
     )
     assert (again.predict(X, y) == det.predict(X, y)).all()
+    np.testing.assert_allclose(again.p_values(X, y), det.p_values(X, y))
 
 
 def test_is_a_scikit_learn_estimator(clusters: tuple[np.ndarray, list[str]]) -> None:

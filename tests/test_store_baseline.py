@@ -88,7 +88,9 @@ def test_rescore_writes_verdicts_matching_the_detector(db: Path) -> None:
     report = rescore(store, base)
     assert report.posts == len(X)
     metas = {pid: m for page in store.pages() for pid, m in zip(page.ids, page.metadatas, strict=True)}
-    expected = base.detector.predict(X, ["a"] * 60 + ["b"] * 60 + ["c"] * 60)
+    # stored posts are the baseline's own posts: each is scored leave-one-out
+    verdicts = base.detector.verdicts(X, ["a"] * 60 + ["b"] * 60 + ["c"] * 60, members=[True] * len(X))
+    expected = np.array([-1 if v.is_outlier else 1 for v in verdicts])
     got = np.array([-1 if metas[f"p{i:04d}"]["is_outlier"] else 1 for i in range(len(X))])
     assert (got == expected).all()
     assert report.outliers == int((expected == -1).sum()) > 0

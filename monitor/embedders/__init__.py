@@ -11,14 +11,17 @@ DEFAULT_EMBEDDER = "minilm"
 def make_embedder(spec: str = DEFAULT_EMBEDDER, *, threads: int | None = None) -> Embedder:
     """Build an embedder from a short spec.
 
-    - ``minilm``: all-MiniLM-L6-v2 int8 on onnxruntime (offline, 384 dims), the default.
+    - ``minilm``: all-MiniLM-L6-v2 int8 on onnxruntime (offline, 384 dims), the default;
+      ``minilm:mean`` averages a long text's 256-token windows instead of keeping the first.
     - ``hashing`` or ``hashing:DIM``: deterministic bag-of-words hashing, for tests only.
     """
     name, _, arg = spec.partition(":")
     if name == "minilm":
         from monitor.embedders.minilm import OnnxMiniLM
 
-        return OnnxMiniLM(threads=threads)
+        if arg not in ("", "first", "mean"):
+            raise EmbedderError(f"bad embedder spec {spec!r}: use minilm or minilm:mean")
+        return OnnxMiniLM(threads=threads, windows=arg or "first")
     if name == "hashing":
         from monitor.embedders.hashing import HashingEmbedder
 
