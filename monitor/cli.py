@@ -138,7 +138,30 @@ def _monitor(ctx: click.Context, embedder: str | Embedder = "minilm", *, create:
     "--as-category",
     help="File every post under this category (name, comma list or glob of baseline categories; one is picked per post).",
 )
-@click.option("--embedder", default="minilm", show_default=True, help="Embedding model.")
+@click.option(
+    "--embedder",
+    default="minilm",
+    show_default=True,
+    envvar="MONITOR_EMBEDDER",
+    help="minilm (offline), gemini[:MODEL] (API key in GEMINI_API_KEY), hashing[:DIM] (tests).",
+)
+@click.option(
+    "--task-type",
+    envvar="MONITOR_GEMINI_TASK_TYPE",
+    help="gemini: task type [CLUSTERING] (CLASSIFICATION, SEMANTIC_SIMILARITY, …).",
+)
+@click.option(
+    "--dimensions",
+    type=click.IntRange(min=1),
+    envvar="MONITOR_GEMINI_DIM",
+    help="gemini: output dimensionality [3072] (768, 1536 or 3072).",
+)
+@click.option(
+    "--requests-per-minute",
+    type=click.FloatRange(min=0, min_open=True),
+    envvar="MONITOR_GEMINI_RPM",
+    help="gemini: at most this many API requests per minute (free tier: set it) [no limit].",
+)
 @click.option(
     "--threads", type=click.IntRange(min=1), help="Threads for the model [MONITOR_THREADS or all cores]."
 )
@@ -160,6 +183,9 @@ def ingest(
     clean: str,
     as_category: str | None,
     embedder: str,
+    task_type: str | None,
+    dimensions: int | None,
+    requests_per_minute: float | None,
     threads: int | None,
     verdicts: bool,
     as_json: bool,
@@ -194,7 +220,23 @@ def ingest(
         "category_field": category_field or "category",
     }
     opened = open_source(source, **kwargs)  # fails fast on a bad path, before the model loads
-    model = make_embedder(embedder, threads=threads)  # a bad --embedder fails before a db is created
+    if not embedder.startswith("gemini"):  # MONITOR_GEMINI_* in the environment concern gemini only
+        env = click.core.ParameterSource.ENVIRONMENT
+        task_type, dimensions, requests_per_minute = (
+            None if ctx.get_parameter_source(name) == env else value
+            for name, value in (
+                ("task_type", task_type),
+                ("dimensions", dimensions),
+                ("requests_per_minute", requests_per_minute),
+            )
+        )
+    model = make_embedder(  # a bad --embedder (or a missing API key) fails before a db is created
+        embedder,
+        threads=threads,
+        task_type=task_type,
+        dim=dimensions,
+        requests_per_minute=requests_per_minute,
+    )
     db = Path(ctx.obj["db"])
     new_db = not ctx.obj["url"] and not db.exists()
     mon = _monitor(ctx, model, create=True)
