@@ -163,6 +163,12 @@ def _monitor(ctx: click.Context, embedder: str | Embedder = "minilm", *, create:
     help="gemini: at most this many API requests per minute (free tier: set it) [no limit].",
 )
 @click.option(
+    "--texts-per-request",
+    type=click.IntRange(min=1, max=100),
+    envvar="MONITOR_GEMINI_BATCH",
+    help="gemini: posts embedded per API request [100, the API's maximum].",
+)
+@click.option(
     "--threads", type=click.IntRange(min=1), help="Threads for the model [MONITOR_THREADS or all cores]."
 )
 @click.option("--verdicts", is_flag=True, help="Print each stored post's verdict as a JSON line on stdout.")
@@ -186,6 +192,7 @@ def ingest(
     task_type: str | None,
     dimensions: int | None,
     requests_per_minute: float | None,
+    texts_per_request: int | None,
     threads: int | None,
     verdicts: bool,
     as_json: bool,
@@ -222,12 +229,13 @@ def ingest(
     opened = open_source(source, **kwargs)  # fails fast on a bad path, before the model loads
     if not embedder.startswith("gemini"):  # MONITOR_GEMINI_* in the environment concern gemini only
         env = click.core.ParameterSource.ENVIRONMENT
-        task_type, dimensions, requests_per_minute = (
+        task_type, dimensions, requests_per_minute, texts_per_request = (
             None if ctx.get_parameter_source(name) == env else value
             for name, value in (
                 ("task_type", task_type),
                 ("dimensions", dimensions),
                 ("requests_per_minute", requests_per_minute),
+                ("texts_per_request", texts_per_request),
             )
         )
     model = make_embedder(  # a bad --embedder (or a missing API key) fails before a db is created
@@ -236,6 +244,7 @@ def ingest(
         task_type=task_type,
         dim=dimensions,
         requests_per_minute=requests_per_minute,
+        texts_per_request=texts_per_request,
     )
     db = Path(ctx.obj["db"])
     new_db = not ctx.obj["url"] and not db.exists()

@@ -429,3 +429,38 @@ def test_main_job_with_gemini_against_the_standin(
     for folder in (db, snap):
         files = [p for p in folder.rglob("*") if p.is_file()]
         assert files and not [p for p in files if KEY.encode() in p.read_bytes()]
+
+
+def test_cli_texts_per_request_and_gemini_settings_only_for_gemini(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, sample_archive: Path
+) -> None:
+    some = [sample_archive, "--category", "sci.med", "--per-category", 60]
+    with StandIn(dim=1536, task_type="CLASSIFICATION", api_key=KEY) as server:
+        monkeypatch.setenv("GOOGLE_GEMINI_BASE_URL", server.url)
+        monkeypatch.setenv("MONITOR_GEMINI_TASK_TYPE", "CLASSIFICATION")
+        monkeypatch.setenv("MONITOR_EMBEDDER", "gemini")
+        code, _, err = run(
+            ["--db", tmp_path / "db", "ingest", *some, "--dimensions", 1536, "--texts-per-request", 25],
+            capsys,
+        )
+        assert code == 0, err
+    assert [len(r.texts) for r in server.requests] == [25, 25, 10] and server.violations == []
+    assert ChromaStore.open(tmp_path / "db").stamp()["embedding_task"] == "CLASSIFICATION"
+
+    # MONITOR_GEMINI_* in the environment do not disturb another embedder; flags are refused
+    monkeypatch.setenv("MONITOR_GEMINI_RPM", "30")
+    other = ["--db", tmp_path / "other", "ingest", *some, "--embedder", "hashing"]
+    assert run(other, capsys)[0] == 0
+    code, _, err = run([*other, "--dimensions", 768], capsys)
+    assert code == 1 and err == "Error: dimensions: only for --embedder gemini, not 'hashing'\n"
+
+
+def test_empty_collection_left_by_a_failed_gemini_ingest_takes_another_embedder(
+    tmp_path: Path, standin: StandIn
+) -> None:
+    standin.script("403")
+    with pytest.raises(EmbedderError):
+        Monitor(tmp_path / "db", embedder=embedder(standin)).ingest(posts(3))
+    assert ChromaStore.open(tmp_path / "db").stamp()["embedding_task"] == "CLUSTERING"
+    Monitor(tmp_path / "db", embedder=make_embedder("hashing")).ingest(posts(3))
+    assert ChromaStore.open(tmp_path / "db").stamp() == {"embedder": "hashing-64", "embedding_dim": 64}

@@ -15,23 +15,31 @@ def make_embedder(
     task_type: str | None = None,
     dim: int | None = None,
     requests_per_minute: float | None = None,
+    texts_per_request: int | None = None,
 ) -> Embedder:
     """Build an embedder from a short spec.
 
     - ``minilm``: all-MiniLM-L6-v2 int8 on onnxruntime (offline, 384 dims), the default.
     - ``gemini`` or ``gemini:MODEL``: Gemini embeddings through google-genai (needs an API key);
-      ``task_type`` (CLUSTERING), ``dim`` (3072) and ``requests_per_minute`` apply to it only.
+      ``task_type`` (CLUSTERING), ``dim`` (3072), ``requests_per_minute`` (no limit) and
+      ``texts_per_request`` (100) apply to it only.
     - ``hashing`` or ``hashing:DIM``: deterministic bag-of-words hashing, for tests only.
     """
     name, _, arg = spec.partition(":")
-    gemini_options = {"task_type": task_type, "dim": dim, "requests_per_minute": requests_per_minute}
+    gemini_options = {
+        "task_type": task_type,
+        "dim": dim,
+        "requests_per_minute": requests_per_minute,
+        "batch_size": texts_per_request,
+    }
     if name == "gemini":
         from monitor.embedders.gemini import DEFAULT_MODEL, GeminiEmbedder
 
         return GeminiEmbedder(
             arg or DEFAULT_MODEL, **{k: v for k, v in gemini_options.items() if v is not None}
         )
-    given = [k.replace("_", " ") for k, v in gemini_options.items() if v is not None]
+    names = {"dim": "dimensions", "batch_size": "texts per request"}
+    given = [names.get(k, k.replace("_", " ")) for k, v in gemini_options.items() if v is not None]
     if given:
         raise EmbedderError(f"{', '.join(given)}: only for --embedder gemini, not {spec!r}")
     if name == "minilm":
