@@ -20,7 +20,7 @@ import click
 from monitor.api import Monitor
 from monitor.detector import DEFAULT_MIN_POSTS, DEFAULT_POLICY
 from monitor.embedders import Embedder, make_embedder
-from monitor.errors import InputError, MonitorError, StoreError
+from monitor.errors import EmbedderError, InputError, MonitorError, StoreError
 from monitor.ingest import IngestReport
 from monitor.output import FORMATS, write_rows
 from monitor.preprocess import CLEANERS
@@ -249,11 +249,18 @@ def ingest(
     db = Path(ctx.obj["db"])
     new_db = not ctx.obj["url"] and not db.exists()
     mon = _monitor(ctx, model, create=True)
+    before = 0 if new_db else mon.store.count()
     try:
         _run_ingest(mon, opened, source, clean, as_category, seed, verdicts, as_json)
-    except MonitorError:
-        if new_db and mon.store.count() == 0:  # a failed first ingest leaves no empty database behind
+    except MonitorError as exc:
+        stored = mon.store.count()
+        if new_db and stored == 0:  # a failed first ingest leaves no empty database behind
             shutil.rmtree(db, ignore_errors=True)
+        if isinstance(exc, EmbedderError) and stored > before:  # e.g. the API failed mid-ingest
+            raise EmbedderError(
+                f"{exc}; the {stored - before} new posts stored before it are kept: "
+                "run the same command again to continue"
+            ) from None
         raise
 
 

@@ -159,6 +159,12 @@ class StandIn:
             return _error(400, "API key not valid. Please pass a valid API key.")
         if action == "slow":
             time.sleep(self.slow_seconds)
+        elif action == "429-body":  # no header: the wait only in google.rpc.RetryInfo, as the API sends it
+            retry_info = {
+                "@type": "type.googleapis.com/google.rpc.RetryInfo",
+                "retryDelay": f"{self.retry_after:g}s",
+            }
+            return _error(429, "Quota exceeded.", details=[retry_info])
         elif action == "429":
             return _error(
                 429,
@@ -208,13 +214,12 @@ class StandIn:
 
 
 def _error(
-    code: int, message: str, headers: dict[str, str] | None = None
+    code: int, message: str, headers: dict[str, str] | None = None, details: list[Any] | None = None
 ) -> tuple[int, dict[str, Any], dict[str, str]]:
-    return (
-        code,
-        {"error": {"code": code, "message": message, "status": STATUS.get(code, "UNKNOWN")}},
-        headers or {},
-    )
+    error: dict[str, Any] = {"code": code, "message": message, "status": STATUS.get(code, "UNKNOWN")}
+    if details:
+        error["details"] = details
+    return code, {"error": error}, headers or {}
 
 
 def _handler(standin: StandIn) -> type[BaseHTTPRequestHandler]:

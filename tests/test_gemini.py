@@ -153,6 +153,15 @@ def test_429_is_retried_honouring_retry_after(standin: StandIn) -> None:
     assert len(sleep.waits) == 2 and all(w >= 3 for w in sleep.waits)  # Retry-After wins over 10 ms
 
 
+def test_429_retry_delay_in_the_body_is_honoured(standin: StandIn) -> None:
+    standin.retry_after = 7
+    standin.script("429-body")
+    sleep = FakeSleep()
+    embedder(standin, retry=RetryPolicy(base_delay=0.01, sleep=sleep)).encode(["a post"])
+    assert [r.answered for r in standin.requests] == [429, 200]
+    assert sleep.waits == [7]
+
+
 def test_5xx_backoff_grows_exponentially_with_jitter(standin: StandIn) -> None:
     standin.script("500", "503", "500", "500")
     policy = RetryPolicy(base_delay=1.0, sleep=FakeSleep(), rng=random.Random(1))
@@ -463,3 +472,24 @@ def test_empty_collection_left_by_a_failed_gemini_ingest_takes_another_embedder(
     assert ChromaStore.open(tmp_path / "db").stamp()["embedding_task"] == "CLUSTERING"
     Monitor(tmp_path / "db", embedder=make_embedder("hashing")).ingest(posts(3))
     assert ChromaStore.open(tmp_path / "db").stamp() == {"embedder": "hashing-64", "embedding_dim": 64}
+
+
+def test_cli_failure_mid_ingest_says_what_is_kept_and_a_rerun_resumes(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, sample_archive: Path
+) -> None:
+    args = ["--db", tmp_path / "db", "ingest", sample_archive, "--category", "sci.med", "--per-category", 150]
+    args += ["--embedder", "gemini", "--dimensions", 768, "--texts-per-request", 50]
+    with StandIn(dim=768, api_key=KEY, plan=["ok", "ok", "403"]) as server:
+        monkeypatch.setenv("GOOGLE_GEMINI_BASE_URL", server.url)
+        code, _, err = run(args, capsys)
+        assert code == 1 and err.count("\n") == 1
+        assert err.startswith("Error: Gemini API key rejected")
+        assert err.endswith(
+            "the 100 new posts stored before it are kept: run the same command again to continue\n"
+        )
+        assert ChromaStore.open(tmp_path / "db").count() == 100
+        code, _, err = run([*args, "--json"], capsys)
+        assert code == 0, err
+    assert [r.answered for r in server.requests] == [200, 200, 403, 200]
+    assert len(server.requests[-1].texts) == 50  # only the missing posts were embedded
+    assert ChromaStore.open(tmp_path / "db").count() == 150

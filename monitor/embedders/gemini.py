@@ -82,9 +82,10 @@ def _retry_after(exc: Any) -> float | None:
         try:
             return max(0.0, float(value))
         except ValueError:
-            when = email.utils.parsedate_to_datetime(value) if value else None
-            if when is not None:
-                return max(0.0, when.timestamp() - time.time())
+            try:
+                return max(0.0, email.utils.parsedate_to_datetime(value).timestamp() - time.time())
+            except (TypeError, ValueError):
+                pass  # not a date either: fall back to the body's retryDelay, else our backoff
     details = getattr(exc, "details", None)
     error = details.get("error", {}) if isinstance(details, dict) else {}
     for item in error.get("details", []) if isinstance(error, dict) else []:
@@ -102,7 +103,7 @@ def _cut(text: str, max_chars: int) -> tuple[str, bool]:
     if len(text) <= max_chars:
         return text, False
     head = text[:max_chars]
-    space = head.rfind(" ", max_chars - 200)
+    space = head.rfind(" ", max(0, max_chars - 200))
     return (head[:space] if space > 0 else head), True
 
 
