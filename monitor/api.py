@@ -78,11 +78,15 @@ class Monitor:
         category_field: str = "category",
         clean: str = "seed",
         as_category: str | None = None,
-        chunk_size: int = DEFAULT_CHUNK,
+        chunk_size: int | None = None,
         progress: Progress | None = None,
         on_results: Callable[[list[dict[str, Any]]], None] | None = None,
     ) -> IngestReport:
-        """Ingest a path (archive, folder, JSONL, CSV, ``-`` for stdin) or an iterable of posts."""
+        """Ingest a path (archive, folder, JSONL, CSV, ``-`` for stdin) or an iterable of posts.
+
+        ``chunk_size``: posts read, embedded and stored together (default: the embedder's
+        ``preferred_chunk``, e.g. one full request for a remote API, else 64).
+        """
         name = str(getattr(source, "description", "python"))
         if isinstance(source, (str, os.PathLike)):
             opened = open_source(
@@ -106,7 +110,7 @@ class Monitor:
             as_category=as_category,
             seed=seed,
             source_name=name,
-            chunk_size=chunk_size,
+            chunk_size=chunk_size or getattr(self.embedder, "preferred_chunk", None) or DEFAULT_CHUNK,
             progress=progress,
             on_results=on_results,
         )

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import queue
 import threading
+import time
 from collections.abc import Iterable, Iterator
 from typing import TypeVar
 
@@ -22,8 +23,12 @@ class _Failure:
         self.error = error
 
 
-def live_chunks(items: Iterable[T], size: int) -> Iterator[list[T]]:
-    """Yield lists of 1..``size`` items in order, as soon as items are available."""
+def live_chunks(items: Iterable[T], size: int, linger: float = 0.0) -> Iterator[list[T]]:
+    """Yield lists of 1..``size`` items in order, as soon as items are available.
+
+    ``linger``: after a chunk's first item, wait up to this many seconds for it to fill (a remote
+    embedding API then gets full requests even when the reader is momentarily behind).
+    """
     size = max(1, size)
     q: queue.Queue[object] = queue.Queue(maxsize=size * 4)
     stop = threading.Event()
@@ -46,6 +51,7 @@ def live_chunks(items: Iterable[T], size: int) -> Iterator[list[T]]:
         while not done:
             chunk: list[T] = []
             item = q.get()
+            deadline = time.monotonic() + linger
             while True:
                 if item is _DONE:
                     done = True
@@ -56,8 +62,9 @@ def live_chunks(items: Iterable[T], size: int) -> Iterator[list[T]]:
                 chunk.append(item)  # type: ignore[arg-type]
                 if len(chunk) >= size:
                     break
+                remaining = deadline - time.monotonic()
                 try:
-                    item = q.get_nowait()
+                    item = q.get(timeout=remaining) if remaining > 0 else q.get_nowait()
                 except queue.Empty:
                     break
             if chunk:

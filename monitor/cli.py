@@ -21,7 +21,7 @@ from monitor.api import Monitor
 from monitor.calibration import DEFAULT_POLICY, ThresholdPolicy
 from monitor.detector import DEFAULT_MIN_POSTS
 from monitor.embedders import Embedder, make_embedder
-from monitor.errors import InputError, MonitorError, StoreError
+from monitor.errors import EmbedderError, InputError, MonitorError, StoreError
 from monitor.evaluate import default_policies
 from monitor.ingest import IngestReport
 from monitor.output import FORMATS, write_rows
@@ -141,7 +141,36 @@ def _monitor(ctx: click.Context, embedder: str | Embedder = "minilm", *, create:
     "--as-category",
     help="File every post under this category (name, comma list or glob of baseline categories; one is picked per post).",
 )
-@click.option("--embedder", default="minilm", show_default=True, help="Embedding model.")
+@click.option(
+    "--embedder",
+    default="minilm",
+    show_default=True,
+    envvar="MONITOR_EMBEDDER",
+    help="minilm (offline), gemini[:MODEL] (API key in GEMINI_API_KEY), hashing[:DIM] (tests).",
+)
+@click.option(
+    "--task-type",
+    envvar="MONITOR_GEMINI_TASK_TYPE",
+    help="gemini: task type [CLUSTERING] (CLASSIFICATION, SEMANTIC_SIMILARITY, …).",
+)
+@click.option(
+    "--dimensions",
+    type=click.IntRange(min=1),
+    envvar="MONITOR_GEMINI_DIM",
+    help="gemini: output dimensionality [3072] (768, 1536 or 3072).",
+)
+@click.option(
+    "--requests-per-minute",
+    type=click.FloatRange(min=0, min_open=True),
+    envvar="MONITOR_GEMINI_RPM",
+    help="gemini: at most this many API requests per minute (free tier: set it) [no limit].",
+)
+@click.option(
+    "--texts-per-request",
+    type=click.IntRange(min=1, max=100),
+    envvar="MONITOR_GEMINI_BATCH",
+    help="gemini: posts embedded per API request [100, the API's maximum].",
+)
 @click.option(
     "--threads", type=click.IntRange(min=1), help="Threads for the model [MONITOR_THREADS or all cores]."
 )
@@ -163,6 +192,10 @@ def ingest(
     clean: str,
     as_category: str | None,
     embedder: str,
+    task_type: str | None,
+    dimensions: int | None,
+    requests_per_minute: float | None,
+    texts_per_request: int | None,
     threads: int | None,
     verdicts: bool,
     as_json: bool,
@@ -197,15 +230,40 @@ def ingest(
         "category_field": category_field or "category",
     }
     opened = open_source(source, **kwargs)  # fails fast on a bad path, before the model loads
-    model = make_embedder(embedder, threads=threads)  # a bad --embedder fails before a db is created
+    if not embedder.startswith("gemini"):  # MONITOR_GEMINI_* in the environment concern gemini only
+        env = click.core.ParameterSource.ENVIRONMENT
+        task_type, dimensions, requests_per_minute, texts_per_request = (
+            None if ctx.get_parameter_source(name) == env else value
+            for name, value in (
+                ("task_type", task_type),
+                ("dimensions", dimensions),
+                ("requests_per_minute", requests_per_minute),
+                ("texts_per_request", texts_per_request),
+            )
+        )
+    model = make_embedder(  # a bad --embedder (or a missing API key) fails before a db is created
+        embedder,
+        threads=threads,
+        task_type=task_type,
+        dim=dimensions,
+        requests_per_minute=requests_per_minute,
+        texts_per_request=texts_per_request,
+    )
     db = Path(ctx.obj["db"])
     new_db = not ctx.obj["url"] and not db.exists()
     mon = _monitor(ctx, model, create=True)
+    before = 0 if new_db else mon.store.count()
     try:
         _run_ingest(mon, opened, source, clean, as_category, seed, verdicts, as_json)
-    except MonitorError:
-        if new_db and mon.store.count() == 0:  # a failed first ingest leaves no empty database behind
+    except MonitorError as exc:
+        stored = mon.store.count()
+        if new_db and stored == 0:  # a failed first ingest leaves no empty database behind
             shutil.rmtree(db, ignore_errors=True)
+        if isinstance(exc, EmbedderError) and stored > before:  # e.g. the API failed mid-ingest
+            raise EmbedderError(
+                f"{exc}; the {stored - before} new posts stored before it are kept: "
+                "run the same command again to continue"
+            ) from None
         raise
 
 

@@ -162,7 +162,7 @@ def ingest(
     report = IngestReport()
     seen: set[str] = set()  # ids met earlier in this input: a repeat is counted; the last one wins
     try:
-        for chunk in live_chunks(source, chunk_size):
+        for chunk in live_chunks(source, chunk_size, getattr(embedder, "chunk_linger", 0.0)):
             prepared = _prepare(chunk, cleaner, assigner, source_name, max_chars, report, seen)
             if prepared:
                 _store_chunk(store, embedder, baseline, prepared, report, on_results)

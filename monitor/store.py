@@ -28,7 +28,7 @@ DEFAULT_DB = "monitor-db"
 DEFAULT_COLLECTION = "posts"
 PAGE_SIZE = 2000
 ID_LOOKUP_BATCH = 1000
-STAMP_KEYS = ("embedder", "embedding_dim")
+STAMP_KEYS = ("embedder", "embedding_dim", "embedding_model", "embedding_task")  # the last two: remote APIs
 
 Metadata = dict[str, Any]
 
@@ -101,6 +101,12 @@ def _plain(value: Any) -> Any:
 
 def plain_metadata(meta: Mapping[str, Any], *, keep_none: bool = False) -> Metadata:
     return {k: _plain(v) for k, v in meta.items() if keep_none or v is not None}
+
+
+def _describe(stamp: Mapping[str, Any]) -> str:
+    """``gemini:gemini-embedding-001 (task CLUSTERING, 3072 dims)`` from a stamp."""
+    task = f"task {stamp['embedding_task']}, " if stamp.get("embedding_task") else ""
+    return f"{stamp.get('embedder')} ({task}{stamp.get('embedding_dim')} dims)"
 
 
 class ChromaStore:
@@ -197,9 +203,12 @@ class ChromaStore:
 
         An empty collection (new, or left by a failed first ingest) takes the new stamp.
         """
+        wanted = {k: stamp[k] for k in STAMP_KEYS if stamp.get(k) is not None}
         if self.count() == 0:
-            if self.stamp() != {k: stamp.get(k) for k in STAMP_KEYS}:
-                self.set_collection_metadata(stamp)
+            if self.stamp() != wanted:
+                meta = {k: v for k, v in self.collection_metadata().items() if k not in STAMP_KEYS}
+                self.posts.modify(metadata={**meta, **plain_metadata(wanted)})
+                self._posts = None
             return
         current = self.stamp()
         if not current:
@@ -207,11 +216,10 @@ class ChromaStore:
                 f"collection {self.name!r} in {self.location} holds vectors of an unknown embedder; "
                 "use a new --db or --collection"
             )
-        if any(current.get(k) != stamp.get(k) for k in STAMP_KEYS):
+        if current != wanted:
             raise EmbedderMismatchError(
                 f"collection {self.name!r} in {self.location} was built with embedder "
-                f"{current.get('embedder')} ({current.get('embedding_dim')} dims), not "
-                f"{stamp.get('embedder')} ({stamp.get('embedding_dim')} dims); their vectors cannot be "
+                f"{_describe(current)}, not {_describe(wanted)}; their vectors cannot be "
                 "mixed: use the same --embedder, or a new --db or --collection"
             )
 
