@@ -93,18 +93,23 @@ class Calibration:
             return self
         return Calibration(np.quantile(self.values, np.linspace(0, 1, SKETCH_POINTS)), self.n, False)
 
-    def p_values(self, scores: np.ndarray) -> np.ndarray:
-        """Conformal p-values of ``scores`` (higher score = more unusual = smaller p)."""
+    def p_values(self, scores: np.ndarray, members: np.ndarray | None = None) -> np.ndarray:
+        """Conformal p-values of ``scores`` (higher score = more unusual = smaller p).
+
+        ``members[i]``: score i is itself one of the calibration scores (a baseline post scored
+        leave-one-out); it is then compared with the other n - 1 only.
+        """
         s = np.asarray(scores, dtype=np.float64)
         if self.n == 0:
             return np.full(s.shape, np.nan)
+        own = np.zeros(s.shape) if members is None else np.asarray(members, dtype=np.float64)
         if self.exact:
             at_least = self.n - np.searchsorted(self.values, s, side="left")
         else:
             grid = np.linspace(0, 1, len(self.values))
             below = np.interp(s, self.values, grid, left=0.0, right=1.0)
             at_least = self.n * (1.0 - below)
-        return (1.0 + at_least) / (self.n + 1.0)
+        return np.clip((1.0 + at_least - own) / (self.n + 1.0 - own), 0.0, 1.0)
 
     def conformal_threshold(self, alpha: float) -> float:
         """Smallest t such that every score above t has p <= alpha (``inf`` if none can)."""

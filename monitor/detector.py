@@ -271,10 +271,14 @@ class CategoryDetector(BaseEstimator):
         for j in set(own.tolist()) - {-1}:
             rows = np.flatnonzero(own == j)
             if ready[j]:
-                p[rows] = self.calibrations_[j].p_values(score[rows])
+                p[rows] = self.calibrations_[j].p_values(score[rows], member[rows])
         flagged = np.zeros(len(X), bool)
         valid = own >= 0
-        flagged[valid] = ready[own[valid]] & (score[valid] > self.thresholds_[own[valid]])
+        policy = ThresholdPolicy.parse(self.policy)
+        if policy.kind == "alpha":  # the promise is about p-values (thresholds are their exact twin)
+            flagged[valid] = ready[own[valid]] & (p[valid] <= policy.value)
+        else:
+            flagged[valid] = ready[own[valid]] & (score[valid] > self.thresholds_[own[valid]])
         looks = self._looks_like(X, own, flagged)
         out: list[Verdict] = []
         for row, cat in enumerate(cats):

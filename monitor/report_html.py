@@ -17,7 +17,15 @@ from pathlib import Path
 from typing import Any
 
 #: Columns of the top-outlier tables, in this order; any other keys of the rows follow.
-OUTLIER_COLUMNS: tuple[str, ...] = ("id", "distance", "radius", "nearest_category", "ingested_at", "excerpt")
+OUTLIER_COLUMNS: tuple[str, ...] = (
+    "id",
+    "score",
+    "p_value",
+    "looks_like",
+    "nearest_category",
+    "ingested_at",
+    "excerpt",
+)
 
 FLOAT_DECIMALS = 4
 

@@ -419,10 +419,9 @@ def test_main_job_with_gemini_against_the_standin(
     off_rate = off_topic["verdicts"].get("outlier", 0) / 48
     assert off_rate > in_rate  # posts from other newsgroups stand out more than held-out sci.* posts
     assert stats["posts"] == 208 and stats["embedder"] == "gemini:gemini-embedding-001"
-    assert flagged and [r["distance"] for r in flagged] == sorted(
-        (r["distance"] for r in flagged), reverse=True
-    )
-    assert all(r["distance"] > r["radius"] for r in flagged)
+    order = [(r["p_value"], -r["score"]) for r in flagged]
+    assert flagged and order == sorted(order)  # most unusual first
+    assert all(r["score"] > r["threshold"] and r["p_value"] <= 0.05 for r in flagged)
     summary = json.loads((snap / "summary.json").read_text())
     assert summary["posts"] == 208 and summary["outliers"] == len(flagged)
     stored = next(ChromaStore.open(db).pages(vectors=True))

@@ -51,6 +51,12 @@ def test_exact_p_values_follow_the_conformal_formula() -> None:
     np.testing.assert_allclose(cal.p_values(np.array([0.05, 0.2, 0.35, 0.9])), [1.0, 0.8, 0.4, 0.2])
 
 
+def test_a_calibration_post_is_compared_with_the_others_only() -> None:
+    cal = Calibration.from_scores(np.array([0.1, 0.2, 0.3, 0.4]))
+    # the post scoring 0.4 is one of the four: 1 + #{other three >= 0.4} over 3 + 1
+    np.testing.assert_allclose(cal.p_values(np.array([0.4, 0.1]), np.array([True, True])), [0.25, 1.0])
+
+
 def test_conformal_threshold_agrees_with_p_values() -> None:
     rng = np.random.default_rng(3)
     cal = Calibration.from_scores(rng.random(499))
