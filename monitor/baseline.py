@@ -92,17 +92,15 @@ class StoredReference(Mapping[str, np.ndarray]):
         return len(self.categories)
 
 
-def _members(store: ChromaStore, robust: bool) -> tuple[dict[str, list[str]], int]:
-    """Baseline post ids per category, and how many categorised posts ``robust`` left out."""
-    members: dict[str, list[str]] = {}
-    excluded = 0
+def _candidates(store: ChromaStore, robust: bool) -> dict[str, list[tuple[str, bool]]]:
+    """Per category: every categorised post's id, and whether ``robust`` leaves it out of the
+    reference posts (flagged by its current verdict)."""
+    found: dict[str, list[tuple[str, bool]]] = {}
     for page in store.pages(where=HAS_CATEGORY):
         for pid, meta in zip(page.ids, page.metadatas, strict=True):
-            if robust and meta.get("is_outlier") is True:
-                excluded += 1
-                continue
-            members.setdefault(str(meta["category"]), []).append(pid)
-    return members, excluded
+            out = robust and meta.get("is_outlier") is True
+            found.setdefault(str(meta["category"]), []).append((pid, out))
+    return found
 
 
 def build_baseline(
@@ -116,26 +114,31 @@ def build_baseline(
 ) -> Baseline:
     """Recompute the baseline from the stored posts that have a category, and persist it.
 
-    ``robust`` leaves out posts flagged by their current verdict, so that a burst of outliers
-    does not drag its category's centroid and neighbours along.
+    ``robust`` leaves posts flagged by their current verdict out of the reference posts (centroid
+    and neighbours), so that a burst of outliers does not drag its category along; they are still
+    scored for calibration, so thresholds keep their promise.
     """
     policy = ThresholdPolicy.parse(policy)
     spec = ScoreSpec.parse(score)
     if min_posts < 2:
         raise BaselineError("--min-posts must be at least 2")
-    members, excluded = _members(store, robust)
-    if not members:
+    candidates = _candidates(store, robust)
+    excluded = sum(out for posts in candidates.values() for _, out in posts)
+    if not candidates:
         raise BaselineError(f"no categorised posts in {store.location}: ingest posts with a category first")
     previous = store.load_baseline()
     version = int(previous[0]["version"]) + 1 if previous else 1
 
-    def groups() -> Iterator[tuple[str, np.ndarray]]:
-        for cat in sorted(members):
-            page = store.get(members[cat], vectors=True)
-            store.update_metadata(page.ids, [{MEMBER_KEY: version}] * len(page.ids))
+    def groups() -> Iterator[tuple[str, np.ndarray, np.ndarray]]:
+        for cat in sorted(candidates):
+            left_out = {pid for pid, out in candidates[cat] if out}
+            page = store.get([pid for pid, _ in candidates[cat]], vectors=True)
+            out = np.array([pid in left_out for pid in page.ids], dtype=bool)
+            members = [pid for pid, o in zip(page.ids, out, strict=True) if not o]
+            store.update_metadata(members, [{MEMBER_KEY: version}] * len(members))
             if progress:
                 progress(len(page.ids))
-            yield cat, page.vectors
+            yield cat, page.vectors, out
 
     detector = CategoryDetector(score=spec, policy=policy, min_posts=min_posts).fit_categories(
         groups(), keep_reference=False

@@ -476,7 +476,7 @@ def stats(ctx: click.Context, fmt: str) -> None:
     if base:
         age = base["age_seconds"]
         lines.append(
-            f"baseline v{base['version']} ({base['policy']}) built {base['created_at']} "
+            f"baseline v{base['version']} ({base['score']}, {base['policy']}) built {base['created_at']} "
             f"({_age(age)} ago) from {base['posts']} posts; {base['posts_with_older_verdicts']} posts carry older verdicts"
         )
     else:

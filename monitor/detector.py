@@ -28,6 +28,8 @@ from monitor.scores import DEFAULT_SCORE, ScoreSpec, centroid_loo, knn_scores, l
 
 RadiusPolicy = ThresholdPolicy  # the name used before policies covered every score
 DEFAULT_MIN_POSTS = 20
+LOOKS_LIKE_CANDIDATES = 3
+"""An outlier's "looks like" is searched among this many other categories with the nearest centroids."""
 QUANTILE_GRID = np.round(np.linspace(0.0, 1.0, 21), 2)  # stored distance profile per category
 
 
@@ -104,19 +106,30 @@ class CategoryDetector(BaseEstimator):
 
     # -- fitting ----------------------------------------------------------------------------
 
-    def fit(self, X: np.ndarray, y: Sequence[str | None]) -> CategoryDetector:
-        """Learn from vectors ``X`` (unit rows) with categories ``y`` (None rows ignored)."""
+    def fit(
+        self, X: np.ndarray, y: Sequence[str | None], *, exclude: Sequence[bool] | None = None
+    ) -> CategoryDetector:
+        """Learn from vectors ``X`` (unit rows) with categories ``y`` (None rows ignored).
+
+        ``exclude[i]``: row i stays out of its category's reference posts (centroid and
+        neighbours) but is still scored for calibration, as a newcomer would be — the robust
+        baseline. Thresholds then keep their promise whether the excluded rows were outliers or not.
+        """
         X = np.asarray(X, dtype=np.float32)
         if X.ndim != 2 or len(X) != len(y):
             raise ValueError(f"X must be 2-D with one row per label: got shape {X.shape} and {len(y)} labels")
         labels = np.asarray([c if c is not None else "" for c in y], dtype=object)
-        groups = ((c, X[labels == c]) for c in sorted(set(labels.tolist()) - {""}))
+        out = np.zeros(len(X), bool) if exclude is None else np.asarray(exclude, bool)
+        groups = ((c, X[labels == c], out[labels == c]) for c in sorted(set(labels.tolist()) - {""}))
         return self.fit_categories(groups)
 
     def fit_categories(
-        self, groups: Iterable[tuple[str, np.ndarray]], *, keep_reference: bool = True
+        self,
+        groups: Iterable[tuple[str, np.ndarray] | tuple[str, np.ndarray, np.ndarray]],
+        *,
+        keep_reference: bool = True,
     ) -> CategoryDetector:
-        """Fit from ``(category, vectors)`` pairs, one category at a time (the streaming path).
+        """Fit from ``(category, vectors[, excluded])`` tuples, one category at a time (streaming).
 
         With ``keep_reference=False`` the vectors are not kept (set ``reference_`` to a mapping
         that loads them on demand, as the Chroma-backed baseline does).
@@ -124,40 +137,56 @@ class CategoryDetector(BaseEstimator):
         spec, policy = ScoreSpec.parse(self.score), ThresholdPolicy.parse(self.policy)
         if self.min_posts < 2:
             raise BaselineError("min_posts must be at least 2")
-        cats, centroids, counts, thresholds, radii, cals, profiles, means = [], [], [], [], [], [], [], []
+        fitted: dict[str, tuple[np.ndarray, int, float, float, Calibration, np.ndarray, float]] = {}
         reference: dict[str, np.ndarray] = {}
-        for cat, Xc in sorted(groups, key=lambda g: g[0]):
-            Xc = np.asarray(Xc, dtype=np.float32)
-            centroid = Xc.mean(axis=0)
-            distances = np.linalg.norm(Xc - centroid, axis=1)
-            cats.append(cat)
-            centroids.append(centroid)
-            counts.append(len(Xc))
-            profiles.append(np.quantile(distances, QUANTILE_GRID))
-            means.append(float(distances.mean()))
-            if len(Xc) >= self.min_posts:
-                cal = Calibration.from_scores(loo_scores(spec, Xc, centroid))
-                in_sample = scores(spec, Xc, centroid, Xc) if policy.kind == "quantile" else None
-                thresholds.append(policy.threshold(cal, in_sample))
-                radii.append(policy.threshold(Calibration.from_scores(centroid_loo(Xc, centroid)), distances))
-                cals.append(cal)
-            else:
-                thresholds.append(np.nan)
-                radii.append(np.nan)
-                cals.append(Calibration(np.zeros(0), 0))
+        for group in groups:
+            cat, Xc = group[0], np.asarray(group[1], dtype=np.float32)
+            out = np.asarray(group[2], bool) if len(group) > 2 else np.zeros(len(Xc), bool)
+            ref, rest = Xc[~out], Xc[out]
+            if not len(ref):
+                continue
+            centroid = ref.mean(axis=0)
+            distances = np.linalg.norm(ref - centroid, axis=1)
+            threshold = radius = np.nan
+            cal = Calibration(np.zeros(0), 0)
+            if len(ref) >= self.min_posts:
+                rest_scores = scores(spec, rest, centroid, ref) if len(rest) else np.zeros(0)
+                cal = Calibration.from_scores(np.r_[loo_scores(spec, ref, centroid), rest_scores])
+                in_sample = (
+                    np.r_[scores(spec, ref, centroid, ref), rest_scores]
+                    if policy.kind == "quantile"
+                    else None
+                )
+                threshold = policy.threshold(cal, in_sample)
+                rest_d = np.linalg.norm(rest - centroid, axis=1) if len(rest) else np.zeros(0)
+                radius = policy.threshold(
+                    Calibration.from_scores(np.r_[centroid_loo(ref, centroid), rest_d]),
+                    np.r_[distances, rest_d],
+                )
+            fitted[cat] = (
+                centroid,
+                len(ref),
+                threshold,
+                radius,
+                cal,
+                np.quantile(distances, QUANTILE_GRID),
+                float(distances.mean()),
+            )
             if keep_reference and spec.needs_reference:
-                reference[cat] = Xc
-        dim = centroids[0].shape[0] if centroids else 0
+                reference[cat] = ref
+        cats = sorted(fitted)
+        rows = [fitted[c] for c in cats]
+        dim = rows[0][0].shape[0] if rows else 0
         self.categories_ = cats
         self.centroids_ = (
-            np.stack(centroids).astype(np.float32) if centroids else np.zeros((0, dim), np.float32)
+            np.stack([r[0] for r in rows]).astype(np.float32) if rows else np.zeros((0, dim), np.float32)
         )
-        self.counts_ = np.asarray(counts, dtype=int)
-        self.thresholds_ = np.asarray(thresholds, dtype=np.float64)
-        self.radii_ = np.asarray(radii, dtype=np.float64)
-        self.calibrations_ = cals
-        self.distance_quantiles_ = np.asarray(profiles).reshape(len(cats), len(QUANTILE_GRID))
-        self.mean_distances_ = np.asarray(means)
+        self.counts_ = np.asarray([r[1] for r in rows], dtype=int)
+        self.thresholds_ = np.asarray([r[2] for r in rows], dtype=np.float64)
+        self.radii_ = np.asarray([r[3] for r in rows], dtype=np.float64)
+        self.calibrations_ = [r[4] for r in rows]
+        self.distance_quantiles_ = np.asarray([r[5] for r in rows]).reshape(len(cats), len(QUANTILE_GRID))
+        self.mean_distances_ = np.asarray([r[6] for r in rows])
         self.reference_: Mapping[str, np.ndarray] = reference
         return self
 
@@ -279,7 +308,7 @@ class CategoryDetector(BaseEstimator):
             flagged[valid] = ready[own[valid]] & (p[valid] <= policy.value)
         else:
             flagged[valid] = ready[own[valid]] & (score[valid] > self.thresholds_[own[valid]])
-        looks = self._looks_like(X, own, flagged)
+        looks = self._looks_like(X, own, flagged, dist)
         out: list[Verdict] = []
         for row, cat in enumerate(cats):
             near = self.categories_[nearest[row]] if nearest[row] >= 0 else None
@@ -307,18 +336,29 @@ class CategoryDetector(BaseEstimator):
             )
         return out
 
-    def _looks_like(self, X: np.ndarray, own: np.ndarray, flagged: np.ndarray) -> dict[int, str]:
-        """For flagged rows: the other ready category where the row would be an inlier (highest p)."""
+    def _looks_like(
+        self, X: np.ndarray, own: np.ndarray, flagged: np.ndarray, dist: np.ndarray
+    ) -> dict[int, str]:
+        """For flagged rows: among the ``LOOKS_LIKE_CANDIDATES`` other ready categories with the
+        nearest centroids, the one where the row would be an inlier (highest p-value)."""
         rows = np.flatnonzero(flagged)
         if not len(rows):
             return {}
         best_p = np.full(len(rows), -1.0)
         best = np.full(len(rows), -1)
-        for j in np.flatnonzero(self.ready_):
-            s = self.category_scores(X[rows], int(j))
+        others = np.where(self.ready_[None, :], dist[rows], np.inf)
+        others[np.arange(len(rows)), own[rows]] = np.inf
+        candidates = np.argsort(others, axis=1)[:, :LOOKS_LIKE_CANDIDATES]
+        for j in set(candidates.ravel().tolist()):
+            if not self.ready_[j]:
+                continue
+            sel = np.flatnonzero((candidates == j).any(axis=1) & np.isfinite(others[:, j]))
+            if not len(sel):
+                continue
+            s = self.category_scores(X[rows[sel]], int(j))
             p = self.calibrations_[j].p_values(s)
-            ok = (own[rows] != j) & (s <= self.thresholds_[j]) & (p > best_p)
-            best_p[ok], best[ok] = p[ok], j
+            ok = (s <= self.thresholds_[j]) & (p > best_p[sel])
+            best_p[sel[ok]], best[sel[ok]] = p[ok], j
         return {int(r): self.categories_[b] for r, b in zip(rows, best, strict=True) if b >= 0}
 
     def score_samples(self, X: np.ndarray, categories: Iterable[str | None] | None = None) -> np.ndarray:

@@ -69,7 +69,8 @@ def evaluate(
 ) -> list[dict[str, object]]:
     """One row per score x policy x (category | "all"): AUC, AP, realised flag rate, recall.
 
-    ``robust``: fit once, leave the reference posts it flags (leave-one-out) out, fit again.
+    ``robust``: fit once, then fit again with the posts it flagged out of the reference (see
+    :func:`robust_exclusions`).
     """
     policies = list(policies or default_policies())
     rows: list[dict[str, object]] = []
@@ -79,13 +80,12 @@ def evaluate(
         groups += [(str(c), claimed == c) for c in sorted(set(arrivals.claimed))]
     for score in scores:
         spec = ScoreSpec.parse(score)
-        ref_X, ref_y = reference_X, list(reference_y)
+        ref_y = list(reference_y)
         for spec_policy in policies:
             policy = ThresholdPolicy.parse(spec_policy)
             det = CategoryDetector(score=spec, policy=policy, min_posts=min_posts)
-            if robust:
-                ref_X, ref_y = robust_reference(det, reference_X, list(reference_y))
-            det.fit(ref_X, ref_y)
+            exclude = robust_exclusions(det, reference_X, ref_y) if robust else None
+            det.fit(reference_X, ref_y, exclude=exclude)
             verdicts = det.verdicts(arrivals.X, arrivals.claimed)
             s = np.array([np.nan if v.score is None else v.score for v in verdicts])
             flagged = np.array([v.is_outlier for v in verdicts])
@@ -112,10 +112,10 @@ def evaluate(
     return rows
 
 
-def robust_reference(det: CategoryDetector, X: np.ndarray, y: list[str]) -> tuple[np.ndarray, list[str]]:
-    """The reference without the posts a first fit flags (each scored leave-one-out)."""
-    keep = det.fit_predict(X, y) != -1
-    return X[keep], [c for c, k in zip(y, keep, strict=True) if k]
+def robust_exclusions(det: CategoryDetector, X: np.ndarray, y: list[str]) -> np.ndarray:
+    """The reference posts a first fit flags (each scored leave-one-out): the robust baseline
+    leaves them out of the reference and scores them for calibration like newcomers."""
+    return det.fit_predict(X, y) == -1
 
 
 def misfiled_precision(det: CategoryDetector, misfiled: Labelled) -> dict[str, object]:

@@ -321,8 +321,11 @@ def _result(p: _Prepared, verdict: dict[str, Any], action: str) -> dict[str, Any
         "action": action,
         "category": p.category,
         "verdict": verdict["verdict"],
+        "score": _round(verdict["score"]),
+        "threshold": _round(verdict["threshold"]),
+        "p_value": _round(verdict["p_value"]),
+        "looks_like": verdict["looks_like"],
         "distance": _round(verdict["distance"]),
-        "radius": _round(verdict["radius"]),
         "nearest_category": verdict["nearest_category"],
     }
 

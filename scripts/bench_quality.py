@@ -82,7 +82,7 @@ def timing(cache: Path, X: np.ndarray, y: list[str], per_category: int, seed: in
     build_s = time.perf_counter() - t
     baseline = load_baseline(store)
     assert baseline is not None
-    arrivals = X[np.isin(np.asarray(y), cats)][:100]
+    arrivals = X[np.asarray(y) == "sci.space"][:100]  # real sci.space posts, claimed as sci.space
     off = X[~np.char.startswith(np.asarray(y, dtype=str), "sci.")][:100]
     t = time.perf_counter()
     score(baseline, arrivals[:1], ["sci.space"])  # first use reads the category's reference from Chroma

@@ -20,7 +20,7 @@ step() { printf '\n== %s\n' "$*" >&2; }
 step "1. ingest sci.* training posts (${TRAIN_PER_GROUP:-150} per group) from $archive"
 $monitor ingest "$archive" --split train --category 'sci.*' --per-category "${TRAIN_PER_GROUP:-150}"
 
-step "2. baseline: per-category centroids and radii from the stored vectors (kept if one exists)"
+step "2. baseline: per-category reference posts, calibrated thresholds (kept if one exists)"
 $monitor baseline --if-missing
 
 step "3. arrivals: held-out sci.* posts (${TEST_PER_GROUP:-50} per group), checked as they arrive"
@@ -33,7 +33,7 @@ $monitor ingest "$archive" --split test --exclude-category 'sci.*' --per-categor
 step "5. stats"
 $monitor stats
 
-step "6. flagged outliers (top 15 by distance)"
+step "6. flagged outliers (the 15 most unusual)"
 $monitor outliers --limit 15
 
 step "7. snapshot"

@@ -86,3 +86,22 @@ def test_make_embedder_specs() -> None:
         make_embedder("word2vec")
     with pytest.raises(EmbedderError, match="hashing:DIM"):
         make_embedder("hashing:big")
+
+
+def test_mean_of_windows_is_its_own_vector_space(
+    minilm: OnnxMiniLM, reference: tuple[list[str], np.ndarray]
+) -> None:
+    texts, _ = reference
+    mean = OnnxMiniLM(windows="mean")
+    assert mean.id != minilm.id and mean.stamp()["embedder"] == "minilm-l6-v2-int8-mean8"
+    short = [t for t in texts if len(t) < 400][:3] or ["a short post about orbits"]
+    np.testing.assert_allclose(mean.embed(short), minilm.embed(short), atol=1e-6)  # one window: identical
+    long_text = " ".join(texts) * 3  # many windows
+    first, avg = minilm.encode([long_text]), mean.encode([long_text])
+    assert first.truncated[0] and avg.truncated[0]  # more than 8 windows: still cut, and counted
+    assert abs(float(np.linalg.norm(avg.vectors[0])) - 1) < 1e-5
+    assert float(first.vectors[0] @ avg.vectors[0]) < 0.999  # the later windows count
+    two_windows = " ".join(["orbit"] * 300)
+    assert not mean.encode([two_windows]).truncated[0] and minilm.encode([two_windows]).truncated[0]
+    with pytest.raises(EmbedderError, match="windows"):
+        OnnxMiniLM(windows="max")
