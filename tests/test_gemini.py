@@ -421,7 +421,7 @@ def test_main_job_with_gemini_against_the_standin(
     assert stats["posts"] == 208 and stats["embedder"] == "gemini:gemini-embedding-001"
     order = [(r["p_value"], -r["score"]) for r in flagged]
     assert flagged and order == sorted(order)  # most unusual first
-    assert all(r["score"] > r["threshold"] and r["p_value"] <= 0.05 for r in flagged)
+    assert all(r["score"] >= r["threshold"] - 1e-4 and r["p_value"] <= 0.05 for r in flagged)
     summary = json.loads((snap / "summary.json").read_text())
     assert summary["posts"] == 208 and summary["outliers"] == len(flagged)
     stored = next(ChromaStore.open(db).pages(vectors=True))

@@ -135,8 +135,9 @@ def _report(tmp_path: Path, changes: dict | None = None) -> str:
             "sci.space": [
                 {
                     "id": "20news/test/sci.space/61234",
-                    "distance": 0.987654321,
-                    "radius": 0.5,
+                    "score": 0.987654321,
+                    "p_value": 0.004,
+                    "looks_like": "sci.med",
                     "nearest_category": "rec.autos",
                     "ingested_at": "2026-12-03T16:00:00Z",
                     "excerpt": f"hello {HOSTILE} & <b>bold</b>",
@@ -194,8 +195,9 @@ def test_report_tables_contain_rows(tmp_path: Path) -> None:
     assert head is not None
     assert re.findall(r"<th>(.*?)</th>", head.group(1)) == [
         "id",
-        "distance",
-        "radius",
+        "score",
+        "p_value",
+        "looks_like",
         "nearest_category",
         "ingested_at",
         "excerpt",
