@@ -12,6 +12,7 @@ from typing import Any
 
 import numpy as np
 
+from monitor.calibration import DEFAULT_POLICY
 from monitor.detector import CategoryDetector
 from monitor.embedders import Embedder
 from monitor.errors import InputError
@@ -124,7 +125,7 @@ def newsgroups_recipe(
     """The 20 Newsgroups recipe over stored vectors, averaged over ``seeds`` random splits.
 
     Returns ``rows`` (score x policy metrics), ``misfiled`` (looks-like precision per score at
-    the first alpha policy) and ``contaminated`` (the same metrics with a burst of off-topic
+    the default policy if listed, else the first) and ``contaminated`` (the same metrics with a burst of off-topic
     posts stored in the reference, without and with the robust baseline).
     """
     runs, contaminated, misfiled = [], [], []
@@ -140,7 +141,8 @@ def newsgroups_recipe(
                 *evaluate(dirty_X, dirty_y, split.arrivals, robust=True, **kw),
             ]
         )
-        policy = (policies or ["alpha:0.05"])[0]
+        listed = list(policies or [DEFAULT_POLICY])
+        policy = DEFAULT_POLICY if DEFAULT_POLICY in listed else listed[0]
         misfiled.append(
             [
                 misfiled_precision(
