@@ -89,12 +89,20 @@ def cli(ctx: click.Context, db: Path, chroma_url: str | None, collection: str, v
     ctx.obj = {"db": db, "url": chroma_url, "collection": collection}
 
 
-def _monitor(ctx: click.Context, embedder: str | Embedder = "minilm", *, create: bool = False) -> Monitor:
-    """The Monitor for the global options; only ``ingest`` may create a new database."""
+def _monitor(
+    ctx: click.Context, embedder: str | Embedder = "minilm", *, create: bool = False, write: bool = False
+) -> Monitor:
+    """The Monitor for the global options; only ``ingest`` may create a new database.
+
+    A command that writes takes an embedded folder's writer lock first (one writer at a time).
+    """
     o = ctx.obj
     if not create and not o["url"] and not (Path(o["db"]) / "chroma.sqlite3").is_file():
         raise StoreError(f"no monitor database at {o['db']} (check --db, or ingest posts first)")
     mon = Monitor(o["db"], url=o["url"], collection=o["collection"], embedder=embedder)
+    ctx.call_on_close(mon.close)
+    if write:
+        mon.store.claim_writer(f"monitor {ctx.info_name}")
     if not create:
         mon.store.require_collection()
     return mon
@@ -197,7 +205,7 @@ def ingest(
     model = make_embedder(embedder, threads=threads)  # a bad --embedder fails before a db is created
     db = Path(ctx.obj["db"])
     new_db = not ctx.obj["url"] and not db.exists()
-    mon = _monitor(ctx, model, create=True)
+    mon = _monitor(ctx, model, create=True, write=True)
     try:
         _run_ingest(mon, opened, source, clean, as_category, seed, verdicts, as_json)
     except MonitorError:
@@ -297,7 +305,7 @@ def baseline(
     Every stored post with a category counts, arrivals included: the baseline follows the
     store. --if-missing keeps an existing baseline instead (re-running a script then changes nothing).
     """
-    mon = _monitor(ctx)
+    mon = _monitor(ctx, write=True)
     current = mon.baseline() if if_missing else None
     if current is not None:
         write_rows(_baseline_rows(current.records), fmt, sys.stdout)
@@ -463,6 +471,55 @@ def snapshot(
     click.echo(
         f"snapshot of {summary['posts']} posts, {summary['outliers']} outliers, "
         f"{summary['map']['points']} on the map{extra}",
+        err=True,
+    )
+
+
+# -- nightly ---------------------------------------------------------------------------------------
+
+
+@cli.command()
+@click.option(
+    "--out",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=Path("snapshots"),
+    show_default=True,
+    envvar="MONITOR_SNAPSHOTS",
+    help="Folder of dated snapshots (env MONITOR_SNAPSHOTS).",
+)
+@click.option(
+    "--keep", type=click.IntRange(min=1), default=14, show_default=True, help="Dated snapshots to keep."
+)
+@click.option("--policy", default=DEFAULT_POLICY, show_default=True, help="Radius policy for the baseline.")
+@click.option(
+    "--min-posts",
+    type=click.IntRange(min=2),
+    default=DEFAULT_MIN_POSTS,
+    show_default=True,
+    help="See baseline.",
+)
+@click.option(
+    "--max-points", type=click.IntRange(min=10), default=2000, show_default=True, help="See snapshot."
+)
+@click.pass_context
+def nightly(ctx: click.Context, out: Path, keep: int, policy: str, min_posts: int, max_points: int) -> None:
+    """Recompute the baseline, re-score, and snapshot into OUT/<UTC time>/, keeping the last --keep.
+
+    \b
+    Overlapping runs are safe: while one runs, another exits at once with code 75.
+    """
+    mon = _monitor(ctx)
+    done = mon.nightly(
+        out, keep=keep, policy=policy, min_posts=min_posts, max_points=max_points, command="monitor nightly"
+    )
+    click.echo(done["snapshot"])
+    rescored = done["rescored"] or {}
+    changes = done["changes"]
+    click.echo(
+        f"nightly: baseline v{done['baseline_version']}, re-scored {rescored.get('posts', 0)} posts: "
+        f"{done['outliers']} outliers"
+        + (f" ({changes['new_flags']} new, {changes['cleared_flags']} cleared since last)" if changes else "")
+        + f"; kept {keep} snapshots at most, removed {len(done['pruned'])}",
         err=True,
     )
 
