@@ -67,9 +67,15 @@ def _format_option(default: str = "table", choices: tuple[str, ...] = FORMATS) -
     "--chroma-url",
     envvar="MONITOR_CHROMA_URL",
     default=None,
-    help="Use a Chroma server instead (http://HOST:PORT).",
+    help="Use a Chroma server instead (http://HOST:PORT; env MONITOR_CHROMA_URL).",
 )
-@click.option("--collection", default=DEFAULT_COLLECTION, show_default=True, help="Collection name.")
+@click.option(
+    "--collection",
+    default=DEFAULT_COLLECTION,
+    show_default=True,
+    envvar="MONITOR_COLLECTION",
+    help="Collection name (env MONITOR_COLLECTION).",
+)
 @click.option("-v", "--verbose", is_flag=True, help="Log progress lines to stderr.")
 @click.version_option(package_name="monitor")
 @click.pass_context
