@@ -120,11 +120,11 @@ class ProcessLock:
         self.release()
 
 
-def writer_lock(db: Path, command: str | None = None) -> ProcessLock:
-    """The single-writer lock of an embedded database folder."""
+def writer_lock(db: Path, command: str | None = None, shown: str | None = None) -> ProcessLock:
+    """The single-writer lock of an embedded database folder (``shown``: its name in messages)."""
     return ProcessLock(
         Path(db) / WRITER_LOCK,
-        what=f"the embedded database {db}",
+        what=f"the embedded database {shown or db}",
         busy=(
             "an embedded database takes one writer at a time: wait for it to finish, "
             "or use a Chroma server (--chroma-url) to run several writers"

@@ -183,7 +183,9 @@ class ChromaStore:
         self.max_payload = MAX_PAYLOAD_BYTES
         self.retries = RETRIES if self.is_server else 1
         # an embedded folder: one writer process at a time, claimed by the first write
-        self._lock: ProcessLock | None = None if self.is_server else writer_lock(Path(self.uri))
+        self._lock: ProcessLock | None = (
+            writer_lock(Path(self.uri), shown=self.location) if self.uri and not self.is_server else None
+        )
         try:
             self.max_batch = int(client.get_max_batch_size())
         except Exception:

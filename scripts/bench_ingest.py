@@ -1,12 +1,15 @@
 """Ingest benchmark: posts/s for embedding alone and for the full ingest, on the same real posts.
 
     .venv/bin/python scripts/bench_ingest.py [--archive PATH] [--posts 300] [--threads N]
+                                             [--server | --chroma-url http://HOST:PORT]
 
 Each measurement runs in its own process so its peak memory (max RSS) is its own:
   embed   the embedder alone on the arrival posts (cleaned text, model already loaded)
   ingest  the full ingest of the same posts as arrivals (id check, clean, embed, score against a
           baseline, upsert) into a store that already holds a baseline built from other posts
   rerun   the same ingest again (nothing to embed: measures the idempotent path)
+With --server (starts `chroma run` on 127.0.0.1 itself) or --chroma-url, ingest and rerun run
+twice, into an embedded folder and into the server, and the server/embedded ratio is printed.
 Machines here are shared and noisy: compare the ratios within one run, not absolute figures.
 """
 
@@ -14,11 +17,17 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import resource
+import socket
 import subprocess
 import sys
 import tempfile
 import time
+import urllib.request
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -53,7 +62,7 @@ def phase(name: str, args: argparse.Namespace) -> dict:
         embedder.encode(texts)
         seconds = time.perf_counter() - start
         return {"phase": name, "posts": len(texts), "seconds": seconds, "peak_mb": _peak_mb()}
-    mon = Monitor(args.db, embedder=embedder)
+    mon = Monitor(args.db, url=args.url, collection=args.collection, embedder=embedder)
     if name == "ingest":
         mon.ingest(_posts(args.archive, "train", per))
         mon.build_baseline()
@@ -78,13 +87,24 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=None)
     parser.add_argument("--phase", choices=["embed", "ingest", "rerun"], help=argparse.SUPPRESS)
     parser.add_argument("--db", help=argparse.SUPPRESS)
+    parser.add_argument("--url", help=argparse.SUPPRESS)
+    parser.add_argument("--collection", default="posts", help=argparse.SUPPRESS)
+    where = parser.add_mutually_exclusive_group()
+    where.add_argument(
+        "--server", action="store_true", help="Also ingest into a local `chroma run` started here."
+    )
+    where.add_argument("--chroma-url", help="Also ingest into this Chroma server.")
     args = parser.parse_args()
     if args.phase:
         print(json.dumps(phase(args.phase, args)))
         return
     results = []
-    with tempfile.TemporaryDirectory() as tmp:
-        for name in ("embed", "ingest", "rerun"):
+    with tempfile.TemporaryDirectory() as tmp, _server(args, Path(tmp)) as url:
+        runs = [("embed", None), ("ingest", None), ("rerun", None)]
+        if url:
+            runs += [("ingest", url), ("rerun", url)]
+        collection = f"bench-{uuid.uuid4().hex[:8]}"
+        for name, server in runs:
             cmd = [
                 sys.executable,
                 __file__,
@@ -96,22 +116,69 @@ def main() -> None:
                 str(args.posts),
             ]
             cmd += ["--db", str(Path(tmp) / "db")]
+            if server:
+                cmd += ["--url", server, "--collection", collection]
             if args.threads:
                 cmd += ["--threads", str(args.threads)]
             out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
-            results.append(json.loads(out.strip().splitlines()[-1]))
+            results.append(
+                {**json.loads(out.strip().splitlines()[-1]), "store": "server" if server else "embedded"}
+            )
     base = results[0]["posts"] / results[0]["seconds"]
     print(f"archive: {args.archive}")
-    print(f"{'phase':8} {'posts':>6} {'seconds':>8} {'posts/s':>8} {'vs embed':>8} {'peak MB':>8}")
+    print(
+        f"{'phase':8} {'store':9} {'posts':>6} {'seconds':>8} {'posts/s':>8} {'vs embed':>8} {'peak MB':>8}"
+    )
     for r in results:
         rate = r["posts"] / r["seconds"]
+        store = "-" if r["phase"] == "embed" else r["store"]
         print(
-            f"{r['phase']:8} {r['posts']:6d} {r['seconds']:8.2f} {rate:8.1f} {rate / base:8.2f} {r['peak_mb']:8.0f}"
+            f"{r['phase']:8} {store:9} {r['posts']:6d} {r['seconds']:8.2f} {rate:8.1f} {rate / base:8.2f} {r['peak_mb']:8.0f}"
         )
     ingest = results[1]
     print(
         f"full ingest stored {ingest['added']} posts, flagged {ingest['flagged']}; rerun left {results[2]['unchanged']} unchanged"
     )
+    if len(results) == 5:
+        for i, name in ((1, "ingest"), (2, "rerun")):
+            emb, srv = results[i], results[i + 2]
+            print(
+                f"{name}: server/embedded throughput {emb['seconds'] / srv['seconds']:.2f} "
+                f"(server stored {srv.get('added')} new, flagged {srv.get('flagged')}, {srv.get('unchanged')} unchanged)"
+            )
+
+
+@contextmanager
+def _server(args: argparse.Namespace, tmp: Path) -> Iterator[str | None]:
+    """The server to compare with: --chroma-url, or a `chroma run` started here (--server), or None."""
+    if not args.server:
+        yield args.chroma_url
+        return
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    url = f"http://127.0.0.1:{port}"
+    chroma = Path(sys.executable).parent / "chroma"
+    with (tmp / "server.log").open("wb") as log:
+        proc = subprocess.Popen(
+            [str(chroma), "run", "--path", str(tmp / "server"), "--host", "127.0.0.1", "--port", str(port)],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env={**os.environ, "ANONYMIZED_TELEMETRY": "False"},
+        )
+    try:
+        for _ in range(600):
+            try:
+                with urllib.request.urlopen(f"{url}/api/v2/heartbeat", timeout=1):
+                    break
+            except OSError:
+                time.sleep(0.1)
+        else:
+            raise SystemExit(f"chroma run did not start; see {tmp / 'server.log'}")
+        yield url
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
 
 
 if __name__ == "__main__":
