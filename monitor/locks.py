@@ -54,6 +54,23 @@ def describe(info: dict[str, Any]) -> str:
     )
 
 
+def held_elsewhere(path: Path) -> dict[str, Any] | None:
+    """The holder of the lock at ``path`` if another process holds it, else None."""
+    if str(Path(path).resolve()) in _held or not Path(path).is_file():
+        return None
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return None
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return holder(Path(path)) or {"pid": "?"}
+    finally:
+        os.close(fd)  # also drops the shared lock if it was taken
+    return None
+
+
 class ProcessLock:
     """An exclusive, non-blocking lock on ``path``; re-entrant within one process.
 

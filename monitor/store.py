@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 
 from monitor.errors import EmbedderMismatchError, StoreError
-from monitor.locks import ProcessLock, writer_lock
+from monitor.locks import ProcessLock, describe, held_elsewhere, writer_lock
 
 log = logging.getLogger(__name__)
 
@@ -218,6 +218,15 @@ class ChromaStore:
             if command:
                 self._lock.command = command
             self._lock.acquire()
+
+    def _writer_hint(self) -> str:
+        """For an embedded read that failed while another process writes: say so."""
+        if self._lock is None or self._lock.held:
+            return ""
+        info = held_elsewhere(self._lock.path)
+        if info is None:
+            return ""
+        return f" (while {describe(info)} writes to it; nothing is damaged: run this again when it is done)"
 
     def close(self) -> None:
         """Release the writer lock (the process keeps no claim on the folder)."""
@@ -510,7 +519,9 @@ class ChromaStore:
                             f"cannot reach the Chroma server at {self.location} (Chroma {what}, "
                             f"tried {self.retries} times): {_first_line(exc)}"
                         ) from exc
-                raise StoreError(f"Chroma {what} failed on {self.location}: {_first_line(exc)}") from exc
+                raise StoreError(
+                    f"Chroma {what} failed on {self.location}: {_first_line(exc)}{self._writer_hint()}"
+                ) from exc
         raise AssertionError("unreachable")  # pragma: no cover
 
 

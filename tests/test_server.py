@@ -27,7 +27,7 @@ from monitor.api import Monitor
 from monitor.cli import main
 from monitor.embedders.hashing import HashingEmbedder
 from monitor.errors import StoreError
-from monitor.locks import WRITER_LOCK, holder
+from monitor.locks import WRITER_LOCK, held_elsewhere, holder
 from monitor.posts import Post
 from monitor.store import MAX_PAYLOAD_BYTES, ChromaStore, row_bytes, write_batches
 
@@ -276,6 +276,7 @@ def test_second_embedded_writer_is_refused_then_recovers_after_sigkill(
             assert f"pid {first.pid}" in line and "monitor ingest" in line and "since 20" in line
             assert "--chroma-url" in line
         assert not list(tmp_path.glob("20*"))  # the refused nightly wrote no snapshot
+        assert (held_elsewhere(db / WRITER_LOCK) or {})["pid"] == first.pid  # what a failed read names
         code, out, err = run_main(["--db", db, "stats", "--format", "json"], capsys)
         assert code == 0, err  # readers do not wait for the writer
         assert json.loads(out)["posts"] == 3
@@ -311,6 +312,7 @@ def test_one_process_may_open_its_own_folder_twice(tmp_path: Path) -> None:
     assert one.store.count() == 10
     lock = db / WRITER_LOCK
     assert holder(lock)["pid"] == os.getpid() and not kernel_lock_is_free(lock)
+    assert held_elsewhere(lock) is None  # this process's own lock is no other writer
     one.close()
     assert not kernel_lock_is_free(lock)  # still held for the other monitor
     two.close()
