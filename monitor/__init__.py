@@ -14,6 +14,7 @@ from monitor.errors import (
     EmbedderError,
     EmbedderMismatchError,
     InputError,
+    LockedError,
     MonitorError,
     StoreError,
 )
@@ -32,6 +33,7 @@ __all__ = [
     "EmbedderError",
     "EmbedderMismatchError",
     "InputError",
+    "LockedError",
     "Monitor",
     "MonitorError",
     "Post",
