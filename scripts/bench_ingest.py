@@ -20,6 +20,7 @@ import json
 import os
 import resource
 import socket
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -47,6 +48,22 @@ def _peak_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
+def _time_store_calls(store: object) -> list[float]:
+    """Add up the time spent in the store's Chroma calls (every call goes through ``_call``)."""
+    total = [0.0]
+    call = store._call  # type: ignore[attr-defined]
+
+    def timed(*a: object, **kw: object) -> object:
+        start = time.perf_counter()
+        try:
+            return call(*a, **kw)
+        finally:
+            total[0] += time.perf_counter() - start
+
+    store._call = timed  # type: ignore[attr-defined]
+    return total
+
+
 def phase(name: str, args: argparse.Namespace) -> dict:
     from monitor.api import Monitor
     from monitor.embedders.minilm import OnnxMiniLM
@@ -66,6 +83,7 @@ def phase(name: str, args: argparse.Namespace) -> dict:
     if name == "ingest":
         mon.ingest(_posts(args.archive, "train", per))
         mon.build_baseline()
+    in_store = _time_store_calls(mon.store)
     start = time.perf_counter()
     report = mon.ingest(arrivals)
     seconds = time.perf_counter() - start
@@ -73,6 +91,7 @@ def phase(name: str, args: argparse.Namespace) -> dict:
         "phase": name,
         "posts": len(arrivals),
         "seconds": seconds,
+        "store_seconds": in_store[0],
         "peak_mb": _peak_mb(),
         "added": report.added,
         "unchanged": report.unchanged,
@@ -85,6 +104,9 @@ def main() -> None:
     parser.add_argument("--archive", default=str(SHARED if SHARED.is_file() else SAMPLE))
     parser.add_argument("--posts", type=int, default=300)
     parser.add_argument("--threads", type=int, default=None)
+    parser.add_argument(
+        "--repeat", type=int, default=1, help="Ingest/re-run rounds (alternating stores with a server)."
+    )
     parser.add_argument("--phase", choices=["embed", "ingest", "rerun"], help=argparse.SUPPRESS)
     parser.add_argument("--db", help=argparse.SUPPRESS)
     parser.add_argument("--url", help=argparse.SUPPRESS)
@@ -100,52 +122,55 @@ def main() -> None:
         return
     results = []
     with tempfile.TemporaryDirectory() as tmp, _server(args, Path(tmp)) as url:
-        runs = [("embed", None), ("ingest", None), ("rerun", None)]
-        if url:
-            runs += [("ingest", url), ("rerun", url)]
-        collection = f"bench-{uuid.uuid4().hex[:8]}"
-        for name, server in runs:
-            cmd = [
-                sys.executable,
-                __file__,
-                "--phase",
-                name,
-                "--archive",
-                args.archive,
-                "--posts",
-                str(args.posts),
-            ]
-            cmd += ["--db", str(Path(tmp) / "db")]
+        runs: list[tuple[str, str | None, int]] = [("embed", None, 0)]
+        for k in range(args.repeat):
+            for server in (None, url) if url else (None,):
+                runs += [("ingest", server, k), ("rerun", server, k)]
+        tag = uuid.uuid4().hex[:8]
+        for name, server, k in runs:
+            cmd = [sys.executable, __file__, "--phase", name, "--archive", args.archive]
+            cmd += ["--posts", str(args.posts), "--db", str(Path(tmp) / f"db{k}")]
             if server:
-                cmd += ["--url", server, "--collection", collection]
+                cmd += ["--url", server, "--collection", f"bench-{tag}-{k}"]
             if args.threads:
                 cmd += ["--threads", str(args.threads)]
             out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
-            results.append(
-                {**json.loads(out.strip().splitlines()[-1]), "store": "server" if server else "embedded"}
-            )
+            row = json.loads(out.strip().splitlines()[-1])
+            results.append({**row, "store": "server" if server else "embedded", "round": k})
     base = results[0]["posts"] / results[0]["seconds"]
     print(f"archive: {args.archive}")
     print(
-        f"{'phase':8} {'store':9} {'posts':>6} {'seconds':>8} {'posts/s':>8} {'vs embed':>8} {'peak MB':>8}"
+        f"{'phase':8} {'store':9} {'round':>5} {'posts':>6} {'seconds':>8} {'in store':>8} "
+        f"{'posts/s':>8} {'vs embed':>8} {'peak MB':>8}"
     )
     for r in results:
         rate = r["posts"] / r["seconds"]
         store = "-" if r["phase"] == "embed" else r["store"]
+        in_store = f"{r['store_seconds']:8.2f}" if "store_seconds" in r else f"{'-':>8}"
         print(
-            f"{r['phase']:8} {store:9} {r['posts']:6d} {r['seconds']:8.2f} {rate:8.1f} {rate / base:8.2f} {r['peak_mb']:8.0f}"
+            f"{r['phase']:8} {store:9} {r['round']:5d} {r['posts']:6d} {r['seconds']:8.2f} {in_store} "
+            f"{rate:8.1f} {rate / base:8.2f} {r['peak_mb']:8.0f}"
         )
-    ingest = results[1]
+    ingest, rerun = results[1], results[2]
     print(
-        f"full ingest stored {ingest['added']} posts, flagged {ingest['flagged']}; rerun left {results[2]['unchanged']} unchanged"
+        f"full ingest stored {ingest['added']} posts, flagged {ingest['flagged']}; "
+        f"rerun left {rerun['unchanged']} unchanged"
     )
-    if len(results) == 5:
-        for i, name in ((1, "ingest"), (2, "rerun")):
-            emb, srv = results[i], results[i + 2]
-            print(
-                f"{name}: server/embedded throughput {emb['seconds'] / srv['seconds']:.2f} "
-                f"(server stored {srv.get('added')} new, flagged {srv.get('flagged')}, {srv.get('unchanged')} unchanged)"
-            )
+    if url:
+        for name in ("ingest", "rerun"):
+            for key, what in (("seconds", "whole"), ("store_seconds", "time in Chroma calls")):
+                emb = statistics.median(
+                    r[key] for r in results if r["phase"] == name and r["store"] == "embedded"
+                )
+                srv = statistics.median(
+                    r[key] for r in results if r["phase"] == name and r["store"] == "server"
+                )
+                print(
+                    f"{name} ({what}, median of {args.repeat}): embedded {emb:.2f}s, server {srv:.2f}s, "
+                    f"server/embedded throughput {emb / srv:.2f}"
+                )
+        srv_ingest = [r for r in results if r["phase"] == "ingest" and r["store"] == "server"]
+        print(f"server stored {srv_ingest[0]['added']} posts, flagged {srv_ingest[0]['flagged']}")
 
 
 @contextmanager

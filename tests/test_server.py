@@ -474,3 +474,40 @@ def test_container_entrypoint_runs_the_nightly_job_against_a_server(
     url = f"http://127.0.0.1:{free_port()}"
     down = entrypoint({**env, "MONITOR_CHROMA_URL": url, "MONITOR_WAIT_SECONDS": "1"})
     assert down.returncode != 0 and f"no Chroma server answering at {url}" in down.stderr
+
+
+def test_container_entrypoint_schedules_the_next_run(chroma_server: ChromaServer, tmp_path: Path) -> None:
+    from datetime import UTC, datetime, timedelta
+
+    at = (datetime.now(UTC) + timedelta(hours=2)).strftime("%H:%M")
+    path = f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"
+    env = {**os.environ, "PATH": path, "MONITOR_CHROMA_URL": chroma_server.url, "NIGHTLY_AT": at}
+    env["MONITOR_SNAPSHOTS"] = str(tmp_path)
+    proc = subprocess.Popen(
+        ["sh", str(ROOT / "docker" / "entrypoint.sh")], env=env, stderr=subprocess.PIPE, text=True
+    )
+    try:
+        assert proc.stderr is not None
+        line = proc.stderr.readline()
+    finally:  # the loop sleeps in a child process: end it, then the shell
+        for child in _children(proc.pid):
+            os.kill(child, signal.SIGTERM)
+        proc.terminate()
+        proc.wait(timeout=30)
+    assert f"next nightly run at {at} UTC" in line, line
+    pause = int(line.rsplit("(in ", 1)[1].split("s)")[0])
+    assert 2 * 3600 - 120 <= pause <= 2 * 3600  # to the minute
+    assert not list(tmp_path.iterdir())  # nothing ran yet
+
+
+def _children(pid: int) -> list[int]:
+    """Direct children of ``pid`` (the shell's ``sleep``), from /proc."""
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == pid:
+            found.append(int(stat.parent.name))
+    return found
