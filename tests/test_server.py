@@ -226,7 +226,7 @@ def test_server_killed_mid_ingest_then_rerun_loses_and_duplicates_nothing(
     proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     store = target.open()
     deadline = time.monotonic() + 120
-    while store.count() < 90 + 150 and time.monotonic() < deadline and proc.poll() is None:
+    while store.count() < 90 + 64 and time.monotonic() < deadline and proc.poll() is None:
         time.sleep(0.05)
     own_server.kill()
     _, err = proc.communicate(timeout=120)
@@ -235,7 +235,7 @@ def test_server_killed_mid_ingest_then_rerun_loses_and_duplicates_nothing(
 
     own_server.start()
     partial = target.open().count()
-    assert 90 + 150 <= partial < 90 + len(arrivals)
+    assert 90 + 64 <= partial < 90 + len(arrivals)
     report = target.monitor(embedder=HashingEmbedder()).ingest(src)  # the re-run
     assert report.unchanged >= partial - 90 and report.added + report.unchanged == len(arrivals)
     assert_exactly(target.open(), arrivals, n_train=90)
