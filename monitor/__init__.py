@@ -15,6 +15,7 @@ from monitor.errors import (
     EmbedderError,
     EmbedderMismatchError,
     InputError,
+    LockedError,
     MonitorError,
     StoreError,
 )
@@ -36,6 +37,7 @@ __all__ = [
     "EmbedderError",
     "EmbedderMismatchError",
     "InputError",
+    "LockedError",
     "Monitor",
     "MonitorError",
     "Post",

@@ -55,6 +55,16 @@ class Monitor:
         self._threads = threads
         self._embedder: Embedder | None = embedder if isinstance(embedder, Embedder) else None
 
+    def close(self) -> None:
+        """Release the embedded folder's writer lock, if this monitor wrote (see ``monitor.locks``)."""
+        self.store.close()
+
+    def __enter__(self) -> Monitor:
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self.close()
+
     @property
     def embedder(self) -> Embedder:
         if self._embedder is None:
@@ -244,3 +254,9 @@ class Monitor:
         from monitor.snapshot import write_snapshot
 
         return write_snapshot(self.store, Path(out), **options)
+
+    def nightly(self, out: str | Path, *, keep: int = 14, **options: Any) -> dict[str, Any]:
+        """Recompute the baseline, re-score, and snapshot into ``out/<UTC time>/``, keeping the last ``keep``."""
+        from monitor.nightly import run_nightly
+
+        return run_nightly(self, Path(out), keep=keep, **options)

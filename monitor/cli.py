@@ -70,9 +70,15 @@ def _format_option(default: str = "table", choices: tuple[str, ...] = FORMATS) -
     "--chroma-url",
     envvar="MONITOR_CHROMA_URL",
     default=None,
-    help="Use a Chroma server instead (http://HOST:PORT).",
+    help="Use a Chroma server instead (http://HOST:PORT; env MONITOR_CHROMA_URL).",
 )
-@click.option("--collection", default=DEFAULT_COLLECTION, show_default=True, help="Collection name.")
+@click.option(
+    "--collection",
+    default=DEFAULT_COLLECTION,
+    show_default=True,
+    envvar="MONITOR_COLLECTION",
+    help="Collection name (env MONITOR_COLLECTION).",
+)
 @click.option("-v", "--verbose", is_flag=True, help="Log progress lines to stderr.")
 @click.version_option(package_name="monitor")
 @click.pass_context
@@ -92,12 +98,20 @@ def cli(ctx: click.Context, db: Path, chroma_url: str | None, collection: str, v
     ctx.obj = {"db": db, "url": chroma_url, "collection": collection}
 
 
-def _monitor(ctx: click.Context, embedder: str | Embedder = "minilm", *, create: bool = False) -> Monitor:
-    """The Monitor for the global options; only ``ingest`` may create a new database."""
+def _monitor(
+    ctx: click.Context, embedder: str | Embedder = "minilm", *, create: bool = False, write: bool = False
+) -> Monitor:
+    """The Monitor for the global options; only ``ingest`` may create a new database.
+
+    A command that writes takes an embedded folder's writer lock first (one writer at a time).
+    """
     o = ctx.obj
     if not create and not o["url"] and not (Path(o["db"]) / "chroma.sqlite3").is_file():
         raise StoreError(f"no monitor database at {o['db']} (check --db, or ingest posts first)")
     mon = Monitor(o["db"], url=o["url"], collection=o["collection"], embedder=embedder)
+    ctx.call_on_close(mon.close)
+    if write:
+        mon.store.claim_writer(f"monitor {ctx.info_name}")
     if not create:
         mon.store.require_collection()
     return mon
@@ -251,7 +265,7 @@ def ingest(
     )
     db = Path(ctx.obj["db"])
     new_db = not ctx.obj["url"] and not db.exists()
-    mon = _monitor(ctx, model, create=True)
+    mon = _monitor(ctx, model, create=True, write=True)
     before = 0 if new_db else mon.store.count()
     try:
         _run_ingest(mon, opened, source, clean, as_category, seed, verdicts, as_json)
@@ -375,7 +389,7 @@ def baseline(
     Every stored post with a category counts, arrivals included: the baseline follows the
     store. --if-missing keeps an existing baseline instead (re-running a script then changes nothing).
     """
-    mon = _monitor(ctx)
+    mon = _monitor(ctx, write=True)
     current = mon.baseline() if if_missing else None
     if current is not None:
         write_rows(_baseline_rows(current.records), fmt, sys.stdout)
@@ -655,7 +669,7 @@ def evaluate(
         ScoreSpec.parse(spec)
     for spec in policy_list:
         ThresholdPolicy.parse(spec)
-    mon = _monitor(ctx, embedder, create=recipe)
+    mon = _monitor(ctx, embedder, create=recipe, write=recipe)
     with progress_bar("evaluate", None) as advance:
         if recipe:
             result = mon.evaluate_newsgroups(
@@ -697,6 +711,73 @@ def evaluate(
         write_rows(result[key], fmt, sys.stdout)
         if fmt == "table":
             click.echo()
+
+
+# -- nightly ---------------------------------------------------------------------------------------
+
+
+@cli.command()
+@click.option(
+    "--out",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=Path("snapshots"),
+    show_default=True,
+    envvar="MONITOR_SNAPSHOTS",
+    help="Folder of dated snapshots (env MONITOR_SNAPSHOTS).",
+)
+@click.option(
+    "--keep", type=click.IntRange(min=1), default=14, show_default=True, help="Dated snapshots to keep."
+)
+@click.option("--policy", default=DEFAULT_POLICY, show_default=True, help="Threshold policy (see baseline).")
+@click.option("--score", "score_spec", default=DEFAULT_SCORE, show_default=True, help="Score (see baseline).")
+@click.option("--robust", is_flag=True, help="See baseline.")
+@click.option(
+    "--min-posts",
+    type=click.IntRange(min=2),
+    default=DEFAULT_MIN_POSTS,
+    show_default=True,
+    help="See baseline.",
+)
+@click.option(
+    "--max-points", type=click.IntRange(min=10), default=2000, show_default=True, help="See snapshot."
+)
+@click.pass_context
+def nightly(
+    ctx: click.Context,
+    out: Path,
+    keep: int,
+    policy: str,
+    score_spec: str,
+    robust: bool,
+    min_posts: int,
+    max_points: int,
+) -> None:
+    """Recompute the baseline, re-score, and snapshot into OUT/<UTC time>/, keeping the last --keep.
+
+    \b
+    Overlapping runs are safe: while one runs, another exits at once with code 75.
+    """
+    mon = _monitor(ctx)
+    done = mon.nightly(
+        out,
+        keep=keep,
+        policy=policy,
+        score=score_spec,
+        robust=robust,
+        min_posts=min_posts,
+        max_points=max_points,
+        command="monitor nightly",
+    )
+    click.echo(done["snapshot"])
+    rescored = done["rescored"] or {}
+    changes = done["changes"]
+    click.echo(
+        f"nightly: baseline v{done['baseline_version']}, re-scored {rescored.get('posts', 0)} posts: "
+        f"{done['outliers']} outliers"
+        + (f" ({changes['new_flags']} new, {changes['cleared_flags']} cleared since last)" if changes else "")
+        + f"; kept {keep} snapshots at most, removed {len(done['pruned'])}",
+        err=True,
+    )
 
 
 # -- entry point -------------------------------------------------------------------------------

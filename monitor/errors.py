@@ -30,3 +30,12 @@ class EmbedderMismatchError(StoreError):
 
 class BaselineError(MonitorError):
     """No usable baseline (none built yet, or no category has enough posts)."""
+
+
+class LockedError(StoreError):
+    """Another process holds the lock (an embedded database's writer, or a nightly run).
+
+    Exit code 75 (EX_TEMPFAIL): try again later; a cron job can tell it from a real failure.
+    """
+
+    exit_code = 75

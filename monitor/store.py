@@ -5,13 +5,18 @@ the collections, paging every read, batching every write, and the embedder stamp
 Facts this relies on (Chroma 1.5): no default embedding function, cosine space set at
 creation, ``get`` over ~32k rows with metadatas fails (so we page), 5,461 rows per write
 at most, metadata values are plain str/int/float/bool, and ``update`` with ``None`` deletes a key.
+Over HTTP one request is capped at 40 MB, so writes are also split by estimated payload size, and
+transient connection errors are retried (every write here is an idempotent upsert/update).
+An embedded folder takes one writer process at a time (:mod:`monitor.locks`).
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import re
+import time
 import warnings
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -21,6 +26,7 @@ from typing import Any
 import numpy as np
 
 from monitor.errors import EmbedderMismatchError, StoreError
+from monitor.locks import ProcessLock, describe, held_elsewhere, writer_lock
 
 log = logging.getLogger(__name__)
 
@@ -29,6 +35,11 @@ DEFAULT_COLLECTION = "posts"
 PAGE_SIZE = 2000
 ID_LOOKUP_BATCH = 1000
 STAMP_KEYS = ("embedder", "embedding_dim", "embedding_model", "embedding_task")  # the last two: remote APIs
+#: One HTTP request may carry 40 MB (the server's default cap); stay well below it.
+MAX_PAYLOAD_BYTES = 32 * 1024 * 1024
+#: Attempts for a call that fails on a dropped connection (server restarting, network blip).
+RETRIES = 4
+RETRY_WAIT = 0.5  # seconds, doubled after each attempt
 
 Metadata = dict[str, Any]
 
@@ -55,15 +66,20 @@ def _client(db: str | Path | None, url: str | None) -> Any:
         parsed = urlparse(url)
         if parsed.scheme not in ("http", "https") or not parsed.hostname:
             raise StoreError(f"bad Chroma URL {url!r}: expected http://HOST:PORT")
-        try:
-            return chromadb.HttpClient(
-                host=parsed.hostname,
-                port=parsed.port or (443 if parsed.scheme == "https" else 8000),
-                ssl=parsed.scheme == "https",
-                settings=settings,
-            )
-        except Exception as exc:
-            raise StoreError(f"cannot reach the Chroma server at {url}: {exc}") from exc
+        for attempt in range(1, RETRIES + 1):
+            try:
+                return chromadb.HttpClient(
+                    host=parsed.hostname,
+                    port=parsed.port or (443 if parsed.scheme == "https" else 8000),
+                    ssl=parsed.scheme == "https",
+                    settings=settings,
+                )
+            except Exception as exc:  # ValueError "Could not connect to a Chroma server"
+                if attempt == RETRIES:
+                    raise StoreError(
+                        f"cannot reach the Chroma server at {url} (tried {RETRIES} times): {_first_line(exc)}"
+                    ) from exc
+                time.sleep(RETRY_WAIT * 2 ** (attempt - 1))
     path = Path(db or DEFAULT_DB)
     if path.exists() and not path.is_dir():
         raise StoreError(f"--db {path} is a file, not a database folder")
@@ -88,6 +104,51 @@ def check_collection_name(name: str) -> None:
             f"bad collection name {name!r}: 3-503 characters of letters, digits, '.', '_' or '-', "
             "starting and ending with a letter or digit"
         )
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
+def _transient(exc: BaseException) -> bool:
+    """A dropped or refused connection, worth retrying (httpx's transport errors)."""
+    try:
+        import httpx
+    except ImportError:  # pragma: no cover - chromadb depends on httpx
+        return False
+    return isinstance(exc, httpx.TransportError)
+
+
+def row_bytes(dim: int, document: str | None, metadata: Mapping[str, Any] | None, pid: str = "") -> int:
+    """Upper estimate of one row's share of an HTTP write: base64 float32 vector, text, metadata."""
+    size = 64 + len(pid.encode()) * 2
+    size += (dim * 4 * 4) // 3 + 8  # float32, base64-encoded
+    if document:
+        size += len(document.encode()) * 2  # JSON escapes at most double what matters here
+    if metadata:
+        size += len(json.dumps(metadata, default=str, ensure_ascii=False).encode()) * 2
+    return size
+
+
+def write_batches(
+    n: int,
+    max_rows: int,
+    size_of: Any,
+    max_bytes: int = MAX_PAYLOAD_BYTES,
+) -> Iterator[tuple[int, int]]:
+    """``(start, end)`` slices of ``n`` rows: at most ``max_rows`` and about ``max_bytes`` each."""
+    start = 0
+    while start < n:
+        end, total = start, 0
+        while end < n and end - start < max_rows:
+            size = size_of(end)
+            if end > start and total + size > max_bytes:
+                break
+            total += size
+            end += 1
+        yield start, end
+        start = end
 
 
 def _plain(value: Any) -> Any:
@@ -125,6 +186,12 @@ class ChromaStore:
         self.uri = uri or location  # absolute path or server URL: which store this is
         self._posts: Any = None
         self._baseline: Any = None
+        self.max_payload = MAX_PAYLOAD_BYTES
+        self.retries = RETRIES if self.is_server else 1
+        # an embedded folder: one writer process at a time, claimed by the first write
+        self._lock: ProcessLock | None = (
+            writer_lock(Path(self.uri), shown=self.location) if self.uri and not self.is_server else None
+        )
         try:
             self.max_batch = int(client.get_max_batch_size())
         except Exception:
@@ -143,10 +210,39 @@ class ChromaStore:
         path = Path(db or DEFAULT_DB)
         return cls(_client(db, url), collection, url or str(path), url or str(path.resolve()))
 
+    @property
+    def is_server(self) -> bool:
+        return self.uri.startswith(("http://", "https://"))
+
+    def claim_writer(self, command: str | None = None) -> None:
+        """Take an embedded folder's single-writer lock (no-op on a server, or if held already).
+
+        Raises :class:`~monitor.errors.LockedError` naming the holder if another process writes.
+        Every write claims it; commands that write claim it first, before any work.
+        """
+        if self._lock is not None and not self._lock.held:
+            if command:
+                self._lock.command = command
+            self._lock.acquire()
+
+    def _writer_hint(self) -> str:
+        """For an embedded read that failed while another process writes: say so."""
+        if self._lock is None or self._lock.held:
+            return ""
+        info = held_elsewhere(self._lock.path)
+        if info is None:
+            return ""
+        return f" (while {describe(info)} writes to it; nothing is damaged: run this again when it is done)"
+
+    def close(self) -> None:
+        """Release the writer lock (the process keeps no claim on the folder)."""
+        if self._lock is not None:
+            self._lock.release()
+
     # -- collections -------------------------------------------------------------------------
 
     def _get_or_create(self, name: str, space: str, metadata: Metadata | None = None) -> Any:
-        try:
+        def open_collection() -> Any:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
                 return self.client.get_or_create_collection(
@@ -155,15 +251,12 @@ class ChromaStore:
                     configuration={"hnsw": {"space": space}},
                     metadata=metadata,
                 )
-        except Exception as exc:
-            raise StoreError(f"cannot open collection {name!r} in {self.location}: {exc}") from exc
+
+        return self._call(f"open of collection {name!r}", open_collection)
 
     def require_collection(self) -> None:
         """Fail with a clear line if the posts collection does not exist (read-only commands)."""
-        try:
-            names = [getattr(c, "name", c) for c in self.client.list_collections()]
-        except Exception as exc:
-            raise StoreError(f"cannot list collections in {self.location}: {exc}") from exc
+        names = [getattr(c, "name", c) for c in self._call("listing", self.client.list_collections)]
         if self.name not in names:
             have = ", ".join(sorted(n for n in names if not n.endswith(BASELINE_SUFFIX))) or "none"
             raise StoreError(f"no collection {self.name!r} in {self.location} (collections: {have})")
@@ -187,9 +280,10 @@ class ChromaStore:
         return dict(self.posts.metadata or {})
 
     def set_collection_metadata(self, updates: Mapping[str, Any]) -> None:
+        self.claim_writer()
         meta = self.collection_metadata()
         meta.update(plain_metadata(updates))
-        self.posts.modify(metadata=meta)
+        self._call("write", self.posts.modify, metadata=meta)
         self._posts = None
 
     # -- embedder stamp ----------------------------------------------------------------------
@@ -226,7 +320,7 @@ class ChromaStore:
     # -- reads -------------------------------------------------------------------------------
 
     def count(self) -> int:
-        return int(self.posts.count())
+        return int(self._call("read", self.posts.count))
 
     def metadata_for(self, ids: Sequence[str]) -> dict[str, Metadata]:
         """Metadata of those ``ids`` that are stored (missing ids are simply absent)."""
@@ -314,28 +408,34 @@ class ChromaStore:
         documents: Sequence[str],
         metadatas: Sequence[Mapping[str, Any]],
     ) -> None:
-        """Insert or overwrite posts, in batches Chroma accepts."""
-        for start in range(0, len(ids), self.max_batch):
-            end = start + self.max_batch
+        """Insert or overwrite posts, in batches Chroma accepts (row count and payload size)."""
+        self.claim_writer()
+        dim = int(vectors.shape[1]) if len(ids) else 0
+        metas = [plain_metadata(m) for m in metadatas]
+
+        def size(i: int) -> int:
+            return row_bytes(dim, documents[i], metas[i], ids[i])
+
+        for start, end in write_batches(len(ids), self.max_batch, size, self.max_payload):
             self._call(
                 "write",
                 self.posts.upsert,
                 ids=list(ids[start:end]),
                 embeddings=np.asarray(vectors[start:end], dtype=np.float32),
                 documents=list(documents[start:end]),
-                metadatas=[plain_metadata(m) for m in metadatas[start:end]],
+                metadatas=metas[start:end],
             )
 
     def update_metadata(self, ids: Sequence[str], metadatas: Sequence[Mapping[str, Any]]) -> None:
         """Merge keys into stored metadata; a ``None`` value deletes that key."""
-        for start in range(0, len(ids), self.max_batch):
-            end = start + self.max_batch
-            self._call(
-                "write",
-                self.posts.update,
-                ids=list(ids[start:end]),
-                metadatas=[plain_metadata(m, keep_none=True) for m in metadatas[start:end]],
-            )
+        self.claim_writer()
+        metas = [plain_metadata(m, keep_none=True) for m in metadatas]
+
+        def size(i: int) -> int:
+            return row_bytes(0, None, metas[i], ids[i])
+
+        for start, end in write_batches(len(ids), self.max_batch, size, self.max_payload):
+            self._call("write", self.posts.update, ids=list(ids[start:end]), metadatas=metas[start:end])
 
     # -- baseline persistence ----------------------------------------------------------------
 
@@ -353,6 +453,7 @@ class ChromaStore:
         The header (version, policy, time) goes into the baseline collection's metadata
         last, so a crash mid-write leaves the previous version current.
         """
+        self.claim_writer()
         col = self.baseline_collection
         ids = [f"v{version}/{c}" for c in categories]
         metas = [
@@ -380,7 +481,7 @@ class ChromaStore:
 
     def load_baseline(self) -> tuple[Metadata, list[str], np.ndarray, list[Metadata]] | None:
         """The current baseline: (header, categories, centroids, per-category records), or None."""
-        header = dict(self.baseline_collection.metadata or {})
+        header = dict(self._call("read", lambda: self.baseline_collection.metadata) or {})
         version = header.get("version")
         if version is None:
             return None
@@ -404,13 +505,32 @@ class ChromaStore:
     # -- errors ------------------------------------------------------------------------------
 
     def _call(self, what: str, fn: Any, **kwargs: Any) -> Any:
-        try:
-            return fn(**kwargs)
-        except (KeyboardInterrupt, SystemExit, GeneratorExit):
-            raise
-        except BaseException as exc:  # Chroma raises many types (even Rust panics); one line for the user
-            message = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-            raise StoreError(f"Chroma {what} failed on {self.location}: {message}") from exc
+        """Run one Chroma call; errors become one :class:`StoreError` line.
+
+        On a server, a dropped or refused connection is retried (``self.retries`` attempts,
+        waiting 0.5, 1, 2 s): every call made here is idempotent (get, count, upsert, update,
+        modify, delete by id), so a request that did reach the server does no harm twice.
+        """
+        for attempt in range(1, self.retries + 1):
+            try:
+                return fn(**kwargs)
+            except (KeyboardInterrupt, SystemExit, GeneratorExit, StoreError):
+                raise
+            except BaseException as exc:  # Chroma raises many types (even Rust panics); one line for the user
+                if _transient(exc):
+                    if attempt < self.retries:
+                        log.info("Chroma %s: %s; retrying", what, _first_line(exc))
+                        time.sleep(RETRY_WAIT * 2 ** (attempt - 1))
+                        continue
+                    if self.is_server:
+                        raise StoreError(
+                            f"cannot reach the Chroma server at {self.location} (Chroma {what}, "
+                            f"tried {self.retries} times): {_first_line(exc)}"
+                        ) from exc
+                raise StoreError(
+                    f"Chroma {what} failed on {self.location}: {_first_line(exc)}{self._writer_hint()}"
+                ) from exc
+        raise AssertionError("unreachable")  # pragma: no cover
 
 
 def _concat(pages: list[Page], vectors: bool, documents: bool) -> Page:

@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# The main job, end to end on the embedded default (no server, no API key):
+# The main job, end to end on the embedded default (no server, no API key), or against a Chroma
+# server when MONITOR_CHROMA_URL is set (http://HOST:PORT; MONITOR_COLLECTION picks the collection):
 #   ingest sci.* training posts -> baseline -> held-out sci.* posts and off-topic posts arrive
 #   -> stats -> flagged outliers -> snapshot report.
 # Uses ../shared/data/20news-bydate.tar.gz when present, else the real sample in the repo.
@@ -17,6 +18,7 @@ monitor=.venv/bin/monitor
 
 step() { printf '\n== %s\n' "$*" >&2; }
 
+step "store: ${MONITOR_CHROMA_URL:-embedded folder $MONITOR_DB}, collection ${MONITOR_COLLECTION:-posts}"
 step "1. ingest sci.* training posts (${TRAIN_PER_GROUP:-150} per group) from $archive"
 $monitor ingest "$archive" --split train --category 'sci.*' --per-category "${TRAIN_PER_GROUP:-150}"
 

@@ -1,13 +1,21 @@
-"""Shared fixtures: the real sample of 20 Newsgroups posts, a fresh embedded Chroma, embedders."""
+"""Shared fixtures: the real sample of 20 Newsgroups posts, a fresh embedded Chroma or a collection on a
+real Chroma server (``target``), embedders."""
 
 from __future__ import annotations
 
 import random
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
+from chroma_server import ChromaServer
 
+from monitor.api import Monitor
 from monitor.embedders.hashing import HashingEmbedder
+from monitor.store import ChromaStore
 
 ROOT = Path(__file__).resolve().parent.parent
 SAMPLE = ROOT / "monitor" / "data" / "20news-sample.tar.gz"
@@ -105,3 +113,47 @@ def minilm():  # type: ignore[no-untyped-def]
     from monitor.embedders.minilm import OnnxMiniLM
 
     return OnnxMiniLM()
+
+
+# -- the same tests against embedded Chroma and a real server ---------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def chroma_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ChromaServer]:
+    """One real ``chroma run`` server for the session (tests use their own collections on it)."""
+    root = tmp_path_factory.mktemp("chroma-server")
+    server = ChromaServer(root / "data", root / "server.log").start()
+    yield server
+    server.stop()
+
+
+@dataclass
+class Target:
+    """Where a test's store lives: an embedded folder, or a collection of its own on the server."""
+
+    mode: str
+    db: Path
+    url: str | None = None
+    collection: str = "posts"
+
+    def open(self) -> ChromaStore:
+        return ChromaStore.open(self.db, url=self.url, collection=self.collection)
+
+    def monitor(self, **options: Any) -> Monitor:
+        return Monitor(self.db, url=self.url, collection=self.collection, **options)
+
+    @property
+    def cli_args(self) -> list[str]:
+        """Global options of the ``monitor`` command for this store."""
+        if self.url:
+            return ["--chroma-url", self.url, "--collection", self.collection]
+        return ["--db", str(self.db)]
+
+
+@pytest.fixture(params=["embedded", "server"])
+def target(request: pytest.FixtureRequest, db: Path) -> Target:
+    """The store under test, once embedded and once on a real Chroma server."""
+    if request.param == "embedded":
+        return Target("embedded", db)
+    server: ChromaServer = request.getfixturevalue("chroma_server")
+    return Target("server", db, server.url, f"t-{uuid.uuid4().hex[:12]}")

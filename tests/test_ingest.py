@@ -1,8 +1,8 @@
 """Ingest through the Python API: idempotence, updates and refiling, ids, arrival scoring,
 re-scoring, restarts, the embedder stamp, --as-category, streaming chunks and skips.
 
-Real embedded Chroma in tmp folders; the deterministic HashingEmbedder (embedding quality is
-irrelevant here).
+Real Chroma, embedded in tmp folders and on a real server (the ``target`` fixture runs each
+test both ways); the deterministic HashingEmbedder (embedding quality is irrelevant here).
 """
 
 from __future__ import annotations
@@ -12,10 +12,9 @@ import subprocess
 import sys
 import threading
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
-from conftest import topic_text
+from conftest import Target, topic_text
 
 from monitor.api import Monitor
 from monitor.chunks import live_chunks
@@ -52,8 +51,8 @@ def all_meta(store: ChromaStore) -> dict[str, dict]:
 
 
 @pytest.fixture
-def mon(db: Path) -> Monitor:
-    return Monitor(db, embedder=HashingEmbedder())
+def mon(target: Target) -> Monitor:
+    return target.monitor(embedder=HashingEmbedder())
 
 
 @pytest.fixture
@@ -218,7 +217,7 @@ def test_second_baseline_rescores_every_post(based: Monitor) -> None:
     assert report.cleared == len(scored) and report.outliers == 0
 
 
-def test_restart_sees_the_same_baseline_and_flags(based: Monitor, db: Path) -> None:
+def test_restart_sees_the_same_baseline_and_flags(based: Monitor, target: Target) -> None:
     base = based.baseline()
     assert base is not None
     flags = {pid: m["is_outlier"] for pid, m in all_meta(based.store).items()}
@@ -229,14 +228,18 @@ def test_restart_sees_the_same_baseline_and_flags(based: Monitor, db: Path) -> N
     script = (
         "import json, sys\n"
         "from monitor.api import Monitor\n"
-        "m = Monitor(sys.argv[1], embedder='hashing')\n"
+        "m = Monitor(sys.argv[1], url=sys.argv[2] or None, collection=sys.argv[3], embedder='hashing')\n"
         "b = m.baseline()\n"
         "flags = {i: md['is_outlier'] for p in m.store.pages() for i, md in zip(p.ids, p.metadatas)}\n"
         "print(json.dumps({'version': b.version, 'policy': b.policy,\n"
         "  'radii': {c: b.radius_of(c) for c in b.detector.categories_}, 'flags': flags}))\n"
     )
     done = subprocess.run(
-        [sys.executable, "-c", script, str(db)], capture_output=True, text=True, timeout=120, check=True
+        [sys.executable, "-c", script, str(target.db), target.url or "", target.collection],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
     )
     seen = json.loads(done.stdout)
     assert seen["version"] == base.version and seen["policy"] == base.policy
@@ -245,7 +248,7 @@ def test_restart_sees_the_same_baseline_and_flags(based: Monitor, db: Path) -> N
         assert seen["radii"][c] == (None if r is None else pytest.approx(r, rel=1e-6))
     assert seen["flags"] == flags
 
-    again = Monitor(db, embedder=HashingEmbedder())  # a new store object in this process
+    again = target.monitor(embedder=HashingEmbedder())  # a new store object in this process
     assert again.baseline().version == base.version  # type: ignore[union-attr]
     report = again.ingest(posts("autos", 2, category="space", prefix="late"))
     late = again.store.metadata_for(["late/0"])["late/0"]
@@ -269,10 +272,10 @@ def test_updated_post_does_not_keep_stale_verdict_keys(based: Monitor) -> None:
 # -- the embedder stamp -----------------------------------------------------------------------------------
 
 
-def test_other_embedder_is_refused_and_stores_nothing(db: Path) -> None:
-    Monitor(db, embedder=HashingEmbedder(dim=64)).ingest(posts("space", 4))
+def test_other_embedder_is_refused_and_stores_nothing(target: Target) -> None:
+    target.monitor(embedder=HashingEmbedder(dim=64)).ingest(posts("space", 4))
     small = HashingEmbedder(dim=32)
-    other = Monitor(db, embedder=small)
+    other = target.monitor(embedder=small)
     with pytest.raises(EmbedderMismatchError, match="hashing-64"):
         other.ingest(posts("med", 4))
     assert other.store.count() == 4
@@ -280,10 +283,10 @@ def test_other_embedder_is_refused_and_stores_nothing(db: Path) -> None:
     assert other.store.stamp() == {"embedder": "hashing-64", "embedding_dim": 64}
 
 
-def test_failed_ingest_does_not_lock_an_empty_store(db: Path) -> None:
+def test_failed_ingest_does_not_lock_an_empty_store(target: Target) -> None:
     with pytest.raises(InputError):  # --as-category needs a baseline: fails before storing anything
-        Monitor(db, embedder=HashingEmbedder(dim=32)).ingest(posts("space", 3), as_category="sci.*")
-    mon = Monitor(db, embedder=HashingEmbedder(dim=64))
+        target.monitor(embedder=HashingEmbedder(dim=32)).ingest(posts("space", 3), as_category="sci.*")
+    mon = target.monitor(embedder=HashingEmbedder(dim=64))
     assert mon.store.count() == 0
     report = mon.ingest(posts("space", 3))
     assert report.added == 3
@@ -375,8 +378,8 @@ def test_source_error_surfaces_after_earlier_posts_are_stored(mon: Monitor) -> N
 # -- skips ------------------------------------------------------------------------------------------------
 
 
-def test_empty_and_oversized_posts_are_skipped_with_reasons(db: Path) -> None:
-    store = ChromaStore.open(db)
+def test_empty_and_oversized_posts_are_skipped_with_reasons(target: Target) -> None:
+    store = target.open()
     emb = HashingEmbedder()
     items = [
         Post(text="", id="empty"),

@@ -1,11 +1,11 @@
-"""Store and baseline against a real embedded Chroma: paging, stamps, persistence, re-scoring."""
+"""Store and baseline against a real Chroma, embedded and server (``target``): paging, stamps,
+persistence, re-scoring."""
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import pytest
+from conftest import Target
 
 from monitor.baseline import build_baseline, load_baseline
 from monitor.embedders.hashing import HashingEmbedder
@@ -31,8 +31,8 @@ def _fill(store: ChromaStore, n_per: int = 60, dim: int = 8, seed: int = 0) -> n
     return X
 
 
-def test_pages_cover_every_row_once(db: Path) -> None:
-    store = ChromaStore.open(db)
+def test_pages_cover_every_row_once(target: Target) -> None:
+    store = target.open()
     X = _fill(store, n_per=70)
     seen = [pid for page in store.pages(vectors=True, page_size=50) for pid in page.ids]
     assert len(seen) == len(X) == len(set(seen)) == store.count()
@@ -40,8 +40,8 @@ def test_pages_cover_every_row_once(db: Path) -> None:
     assert page.vectors is not None and page.vectors.dtype == np.float32 and page.vectors.shape == (50, 8)
 
 
-def test_stamp_refuses_another_embedder(db: Path) -> None:
-    store = ChromaStore.open(db)
+def test_stamp_refuses_another_embedder(target: Target) -> None:
+    store = target.open()
     store.check_stamp(HashingEmbedder(64).stamp())
     store.check_stamp(HashingEmbedder(32).stamp())  # still empty: the new embedder takes over
     assert store.stamp() == {"embedder": "hashing-32", "embedding_dim": 32}
@@ -51,12 +51,12 @@ def test_stamp_refuses_another_embedder(db: Path) -> None:
         store.check_stamp(HashingEmbedder(64).stamp())
 
 
-def test_baseline_is_persisted_and_survives_reopen(db: Path) -> None:
-    store = ChromaStore.open(db)
+def test_baseline_is_persisted_and_survives_reopen(target: Target) -> None:
+    store = target.open()
     X = _fill(store)
     built = build_baseline(store, "quantile:0.9", min_posts=10)
     assert built.version == 1
-    reopened = load_baseline(ChromaStore.open(db))
+    reopened = load_baseline(target.open())
     assert reopened is not None and reopened.version == 1
     assert reopened.detector.categories_ == ["a", "b", "c"]
     np.testing.assert_allclose(reopened.detector.centroids_, built.detector.centroids_, atol=1e-6)
@@ -65,8 +65,8 @@ def test_baseline_is_persisted_and_survives_reopen(db: Path) -> None:
     assert reopened.policy == "quantile:0.9"
 
 
-def test_versions_increment_and_old_ones_are_pruned(db: Path) -> None:
-    store = ChromaStore.open(db)
+def test_versions_increment_and_old_ones_are_pruned(target: Target) -> None:
+    store = target.open()
     _fill(store)
     for _ in range(7):
         last = build_baseline(store, min_posts=10)
@@ -76,13 +76,13 @@ def test_versions_increment_and_old_ones_are_pruned(db: Path) -> None:
     assert versions == [3, 4, 5, 6, 7]
 
 
-def test_baseline_needs_categorised_posts(db: Path) -> None:
+def test_baseline_needs_categorised_posts(target: Target) -> None:
     with pytest.raises(BaselineError, match="no categorised posts"):
-        build_baseline(ChromaStore.open(db))
+        build_baseline(target.open())
 
 
-def test_rescore_writes_verdicts_matching_the_detector(db: Path) -> None:
-    store = ChromaStore.open(db)
+def test_rescore_writes_verdicts_matching_the_detector(target: Target) -> None:
+    store = target.open()
     X = _fill(store)
     base = build_baseline(store, "quantile:0.9", min_posts=10)
     report = rescore(store, base)
@@ -104,8 +104,8 @@ def test_rescore_writes_verdicts_matching_the_detector(db: Path) -> None:
     assert sum(r["outliers"] for r in stats["categories"]) == report2.outliers
 
 
-def test_radius_sweep_counts_posts_beyond_each_radius(db: Path) -> None:
-    store = ChromaStore.open(db)
+def test_radius_sweep_counts_posts_beyond_each_radius(target: Target) -> None:
+    store = target.open()
     _fill(store)
     rescore(store, build_baseline(store, min_posts=10))
     distances = own_distances(store)
@@ -119,10 +119,10 @@ def test_radius_sweep_counts_posts_beyond_each_radius(db: Path) -> None:
     assert counts == sorted(counts, reverse=True)
 
 
-def test_ingest_then_baseline_then_arrival_with_test_embedder(db: Path, hashing: HashingEmbedder) -> None:
-    from monitor.api import Monitor
-
-    mon = Monitor(db, embedder=hashing)
+def test_ingest_then_baseline_then_arrival_with_test_embedder(
+    target: Target, hashing: HashingEmbedder
+) -> None:
+    mon = target.monitor(embedder=hashing)
     space = [Post(f"rocket launch orbit satellite nasa shuttle {i}", "space", f"s{i}") for i in range(30)]
     med = [Post(f"doctor patient disease treatment clinic {i}", "med", f"m{i}") for i in range(30)]
     mon.ingest(space + med)

@@ -1,0 +1,70 @@
+#!/bin/sh
+# The monitor container: wait for the Chroma server, then run the nightly job on a schedule.
+# Environment:
+#   MONITOR_CHROMA_URL     the server (compose: http://chroma:8000); required
+#   MONITOR_SNAPSHOTS      where dated snapshots go (default /snapshots)
+#   NIGHTLY_KEEP           dated snapshots to keep (default 14)
+#   NIGHTLY_AT             UTC time of day HH:MM for each run (default 02:30)
+#   NIGHTLY_ONCE=1         run once now and exit (a manual run, or a test)
+#   MONITOR_WAIT_SECONDS   how long to wait for the server's heartbeat (default 120)
+# A run that fails is logged and the loop goes on to the next day; exit code 75 means another
+# run still held the lock.
+set -eu
+: "${MONITOR_CHROMA_URL:?set MONITOR_CHROMA_URL (e.g. http://chroma:8000)}"
+export MONITOR_CHROMA_URL
+export MONITOR_SNAPSHOTS="${MONITOR_SNAPSHOTS:-/snapshots}"
+keep="${NIGHTLY_KEEP:-14}"
+at="${NIGHTLY_AT:-02:30}"
+wait_s="${MONITOR_WAIT_SECONDS:-120}"
+
+log() { echo "$(date -u +%Y-%m-%dT%H:%M:%SZ) monitor: $*" >&2; }
+
+wait_for_server() {
+  python - "$MONITOR_CHROMA_URL" "$wait_s" <<'PY'
+import sys, time, urllib.request
+url, limit = sys.argv[1].rstrip("/"), float(sys.argv[2])
+deadline = time.monotonic() + limit
+while True:
+    try:
+        with urllib.request.urlopen(url + "/api/v2/heartbeat", timeout=2) as r:
+            if r.status == 200:
+                sys.exit(0)
+    except OSError:
+        pass
+    if time.monotonic() > deadline:
+        print(f"monitor: no Chroma server answering at {url}/api/v2/heartbeat after {limit:.0f}s", file=sys.stderr)
+        sys.exit(1)
+    time.sleep(1)
+PY
+}
+
+seconds_until() {  # seconds from now until the next HH:MM UTC
+  python - "$1" <<'PY'
+import sys
+from datetime import UTC, datetime, timedelta
+h, m = (int(x) for x in sys.argv[1].split(":"))
+now = datetime.now(UTC)
+nxt = now.replace(hour=h, minute=m, second=0, microsecond=0)
+if nxt <= now:
+    nxt += timedelta(days=1)
+print(int((nxt - now).total_seconds()))
+PY
+}
+
+run() {
+  log "nightly run against $MONITOR_CHROMA_URL into $MONITOR_SNAPSHOTS"
+  monitor nightly --keep "$keep"
+}
+
+wait_for_server
+if [ "${NIGHTLY_ONCE:-0}" = "1" ]; then
+  run
+  exit $?
+fi
+while true; do
+  pause=$(seconds_until "$at")
+  log "next nightly run at $at UTC (in ${pause}s)"
+  sleep "$pause"
+  wait_for_server || continue
+  run || log "nightly run failed (exit $?); next one tomorrow"
+done

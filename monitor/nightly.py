@@ -1,0 +1,103 @@
+"""The nightly job: recompute the baseline, re-score every post, snapshot into a dated folder.
+
+``out/<UTC time>/`` gets a full snapshot (compared with the previous one beside it); only the
+newest ``keep`` dated folders are kept. A lock file in ``out`` makes overlapping runs safe:
+a second run while one is going exits at once with :class:`~monitor.errors.LockedError`
+(exit code 75). On an embedded database the run also holds the folder's writer lock.
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+from collections.abc import Callable
+from dataclasses import asdict
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from monitor.calibration import DEFAULT_POLICY
+from monitor.detector import DEFAULT_MIN_POSTS
+from monitor.errors import InputError
+from monitor.locks import ProcessLock
+from monitor.scores import DEFAULT_SCORE
+
+if TYPE_CHECKING:
+    from monitor.api import Monitor
+
+NIGHTLY_LOCK = ".nightly.lock"
+STAMP_FORMAT = "%Y-%m-%dT%H%M%SZ"
+DATED = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{6}Z(-\d+)?$")
+
+
+def nightly_lock(out: Path, command: str | None = None) -> ProcessLock:
+    return ProcessLock(
+        out / NIGHTLY_LOCK,
+        what=f"the nightly snapshot folder {out}",
+        busy="another nightly run is still going; this one stops here (nothing was changed)",
+        command=command,
+    )
+
+
+def dated_folder(out: Path, now: datetime | None = None) -> Path:
+    """``out/<UTC time>``, with a suffix if a folder of that second exists already."""
+    stamp = (now or datetime.now(UTC)).strftime(STAMP_FORMAT)
+    folder, n = out / stamp, 1
+    while folder.exists():
+        n += 1
+        folder = out / f"{stamp}-{n}"
+    return folder
+
+
+def snapshot_folders(out: Path) -> list[Path]:
+    """The dated snapshot folders in ``out``, oldest first (other files and folders are ignored)."""
+    if not out.is_dir():
+        return []
+    found = [p for p in out.iterdir() if p.is_dir() and DATED.match(p.name)]
+    return sorted(found, key=lambda p: (p.name[:18], int(p.name[19:] or 1)))
+
+
+def prune(out: Path, keep: int) -> list[Path]:
+    """Delete all but the newest ``keep`` dated folders; returns what was deleted."""
+    old = snapshot_folders(out)[:-keep] if keep > 0 else []
+    for folder in old:
+        shutil.rmtree(folder)
+    return old
+
+
+def run_nightly(
+    monitor: Monitor,
+    out: Path,
+    *,
+    keep: int = 14,
+    policy: str = DEFAULT_POLICY,
+    score: str = DEFAULT_SCORE,
+    robust: bool = False,
+    min_posts: int = DEFAULT_MIN_POSTS,
+    max_points: int = 2000,
+    seed: int = 0,
+    progress: Callable[[str], None] | None = None,
+    command: str | None = None,
+) -> dict[str, Any]:
+    """Run the nightly job once; returns what it did (folder, baseline, re-score, pruned)."""
+    if keep < 1:
+        raise InputError(f"bad keep {keep}: keep at least the snapshot just written (1)")
+    say = progress or (lambda _msg: None)
+    out.mkdir(parents=True, exist_ok=True)
+    with nightly_lock(out, command):
+        monitor.store.claim_writer(command)  # embedded: refuse at once if another process writes
+        say("recomputing the baseline and re-scoring")
+        baseline, rescored = monitor.build_baseline(policy, min_posts, score=score, robust=robust)
+        folder = dated_folder(out)
+        say(f"snapshot into {folder}")
+        summary = monitor.snapshot(folder, max_points=max_points, seed=seed)
+        pruned = prune(out, keep)
+    return {
+        "snapshot": str(folder),
+        "baseline_version": baseline.version,
+        "rescored": asdict(rescored) if rescored is not None else None,
+        "posts": summary["posts"],
+        "outliers": summary["outliers"],
+        "changes": summary.get("changes"),
+        "pruned": [str(p) for p in pruned],
+    }
