@@ -8,7 +8,7 @@ from typing import Any
 
 import numpy as np
 import pytest
-from conftest import topic_text
+from conftest import Target, topic_text
 
 from monitor.api import Monitor
 from monitor.baseline import MEMBER_KEY, load_baseline
@@ -24,8 +24,9 @@ def _posts(topic: str, n: int, prefix: str, category: str | None = None) -> list
 
 
 @pytest.fixture
-def mon(tmp_path: Path) -> Monitor:
-    m = Monitor(tmp_path / "db", embedder=HashingEmbedder(64))
+def mon(target: Target) -> Monitor:
+    """Three topics of 80 posts, embedded and on a real Chroma server."""
+    m = target.monitor(embedder=HashingEmbedder(64))
     m.ingest([*_posts("space", 80, "r"), *_posts("med", 80, "r"), *_posts("crypt", 80, "r")])
     return m
 
@@ -97,9 +98,10 @@ def test_robust_baseline_leaves_flagged_posts_out(mon: Monitor) -> None:
     assert robust.detector.calibrations_[2].n == 92
 
 
-def test_evaluate_labelled_file_from_the_cli(
-    mon: Monitor, tmp_path: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
+def test_evaluate_labelled_file_from_the_cli(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    mon = Monitor(tmp_path / "db", embedder=HashingEmbedder(64))
+    mon.ingest([*_posts("space", 80, "r"), *_posts("med", 80, "r"), *_posts("crypt", 80, "r")])
+    mon.close()
     records = [
         {"text": topic_text("space", f"e{i}"), "category": "space", "anomaly": False} for i in range(40)
     ]
