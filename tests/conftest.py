@@ -157,3 +157,17 @@ def target(request: pytest.FixtureRequest, db: Path) -> Target:
         return Target("embedded", db)
     server: ChromaServer = request.getfixturevalue("chroma_server")
     return Target("server", db, server.url, f"t-{uuid.uuid4().hex[:12]}")
+
+
+def run_main(args: list[Any], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
+    """``monitor.cli.main`` in-process: (exit code, stdout, stderr)."""
+    from monitor.cli import main
+
+    capsys.readouterr()
+    try:
+        main([str(a) for a in args])
+        code = 0
+    except SystemExit as exc:
+        code = exc.code if isinstance(exc.code, int) else int(exc.code is not None)
+    out, err = capsys.readouterr()
+    return code, out, err

@@ -24,11 +24,11 @@ from typing import Any
 
 import pytest
 from click.testing import CliRunner, Result
-from conftest import topic_text
+from conftest import run_main, topic_text
 
 import monitor
 from monitor.baseline import load_baseline
-from monitor.cli import OUTLIER_COLUMNS, cli, main
+from monitor.cli import OUTLIER_COLUMNS, cli
 from monitor.posts import content_id
 from monitor.query import OUTLIER_FIELDS
 from monitor.store import ChromaStore
@@ -41,18 +41,6 @@ TOPIC = {"alpha": "space", "beta": "med"}  # synthetic categories drawn from con
 
 
 # -- helpers ----------------------------------------------------------------------------------------------
-
-
-def run_main(args: list[Any], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
-    """``monitor.cli.main`` in-process: (exit code, stdout, stderr)."""
-    capsys.readouterr()
-    try:
-        main([str(a) for a in args])
-        code = 0
-    except SystemExit as exc:
-        code = exc.code if isinstance(exc.code, int) else int(exc.code is not None)
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 def cli_argv(*args: Any) -> list[str]:

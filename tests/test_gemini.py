@@ -17,11 +17,11 @@ from typing import Any
 
 import numpy as np
 import pytest
+from conftest import run_main as run
 from conftest import topic_text
 from gemini_standin import StandIn, standin_vector
 
 from monitor import Monitor
-from monitor.cli import main
 from monitor.embedders import make_embedder
 from monitor.embedders.backoff import RetriesExhausted, RetryPolicy
 from monitor.embedders.gemini import GeminiEmbedder
@@ -302,17 +302,6 @@ def test_failure_mid_ingest_keeps_what_was_stored_and_resume_embeds_only_the_res
 
 
 # -- the CLI: the main job end to end ------------------------------------------------------------------
-
-
-def run(args: list[Any], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
-    capsys.readouterr()
-    try:
-        main([str(a) for a in args])
-        code = 0
-    except SystemExit as exc:
-        code = exc.code if isinstance(exc.code, int) else 1
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 def test_missing_key_is_one_line_and_creates_nothing(

@@ -143,14 +143,14 @@ def test_recipe_on_the_real_sample(sample_archive: Path, tmp_path: Path, minilm:
     """The built-in recipe on real posts and the real model: knn beats the seed's centroid, and
     alpha keeps its promise within sampling error."""
     m = Monitor(tmp_path / "evaldb", embedder=minilm)
-    result = m.evaluate_newsgroups(
-        sample_archive,
-        off_topic=24,
-        off_topic_pool=3,
-        seeds=(0, 1),
-        scores=("centroid", "knn:5"),
-        policies=["alpha:0.1"],
-    )
+    recipe: dict[str, Any] = {
+        "off_topic": 24,
+        "off_topic_pool": 3,
+        "seeds": (0, 1),
+        "scores": ("centroid", "knn:5"),
+        "policies": ["alpha:0.1"],
+    }
+    result = m.evaluate_newsgroups(sample_archive, **recipe)
     rows = {r["score"]: r for r in result["rows"]}
     assert rows["knn:5"]["normal"] == 160 and rows["knn:5"]["anomalous"] == 24
     assert rows["knn:5"]["auc"] > rows["centroid"]["auc"]
@@ -159,13 +159,6 @@ def test_recipe_on_the_real_sample(sample_archive: Path, tmp_path: Path, minilm:
         assert abs(r["flag_rate"] - 0.1) <= 0.06  # 320 held-out verdicts: about 1.7 pp standard error
     misfiled = {r["score"]: r for r in result["misfiled"]}
     assert misfiled["knn:5"]["precision"] >= 0.8
-    again = m.evaluate_newsgroups(
-        sample_archive,
-        off_topic=24,
-        off_topic_pool=3,
-        seeds=(0, 1),
-        scores=("centroid", "knn:5"),
-        policies=["alpha:0.1"],
-    )
+    again = m.evaluate_newsgroups(sample_archive, **recipe)
     assert again["rows"] == result["rows"]  # seeded: the same numbers, and nothing re-embedded
     assert m.store.count() == 800 + 48

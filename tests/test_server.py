@@ -21,10 +21,9 @@ from typing import Any
 import numpy as np
 import pytest
 from chroma_server import ChromaServer, free_port
-from conftest import SAMPLE, Target, topic_text
+from conftest import SAMPLE, Target, run_main, topic_text
 
 from monitor.api import Monitor
-from monitor.cli import main
 from monitor.embedders.hashing import HashingEmbedder
 from monitor.errors import StoreError
 from monitor.locks import WRITER_LOCK, held_elsewhere, holder
@@ -47,17 +46,6 @@ def cli(*args: Any, input: str | None = None, timeout: float = 180) -> subproces
         text=True,
         timeout=timeout,
     )
-
-
-def run_main(args: list[Any], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
-    capsys.readouterr()
-    try:
-        main([str(a) for a in args])
-        code = 0
-    except SystemExit as exc:
-        code = exc.code if isinstance(exc.code, int) else int(exc.code is not None)
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 def error_line(err: str) -> str:
