@@ -105,6 +105,41 @@ def timing(cache: Path, X: np.ndarray, y: list[str], per_category: int, seed: in
     }
 
 
+def hnsw_vs_exact(cache: Path, variant: str, n: int = 200, k: int = 5) -> dict[str, Any]:
+    """Chroma's own filtered query (HNSW, approximate) against the exact knn score the monitor uses."""
+    store = ChromaStore.open(cache / variant)
+    X, y = stored_vectors(store)
+    rng = np.random.default_rng(0)
+    cats = np.asarray(y)
+    picks = rng.choice(np.flatnonzero(np.char.startswith(cats.astype(str), "sci.")), n, replace=False)
+    exact_s, hnsw_s, same, t_exact, t_hnsw = [], [], 0, 0.0, 0.0
+    for i in picks:
+        ref = X[cats == cats[i]]
+        t = time.perf_counter()
+        d = np.sort(1.0 - ref @ X[i])[1 : k + 1]  # the post itself is stored: leave it out
+        t_exact += time.perf_counter() - t
+        t = time.perf_counter()
+        res = store.posts.query(
+            query_embeddings=X[i : i + 1],
+            n_results=k + 1,
+            where={"category": str(cats[i])},
+            include=["distances"],
+        )
+        t_hnsw += time.perf_counter() - t
+        h = np.sort(np.asarray(res["distances"][0]))[1 : k + 1]
+        exact_s.append(d.mean())
+        hnsw_s.append(h.mean())
+        same += int(np.allclose(d, h, atol=1e-4))
+    diff = np.abs(np.asarray(exact_s) - np.asarray(hnsw_s))
+    return {
+        "queries": n,
+        "identical neighbour distances": f"{same}/{n}",
+        "score difference max / mean": f"{diff.max():.5f} / {diff.mean():.6f}",
+        "exact ms per query": round(t_exact / n * 1000, 2),
+        "chroma filtered query ms per query": round(t_hnsw / n * 1000, 2),
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--archive", default=str(SHARED))
@@ -152,6 +187,13 @@ def main() -> None:
     )
     report["clean_robust"] = clean_robust["rows"]
     out.append(table("Clean baseline with --robust (alpha:0.05)", clean_robust["rows"], ["robust", *cols]))
+
+    check = hnsw_vs_exact(args.cache, args.best)
+    report["hnsw_vs_exact"] = check
+    out.append(
+        "\n## Chroma's filtered HNSW query vs the exact knn score\n\n"
+        + "\n".join(f"- {k}: {v}" for k, v in check.items())
+    )
 
     if args.timing_per_category:
         t = timing(args.cache, X, y, args.timing_per_category)
