@@ -19,6 +19,18 @@ wait_s="${MONITOR_WAIT_SECONDS:-120}"
 
 log() { echo "$(date -u +%Y-%m-%dT%H:%M:%SZ) monitor: $*" >&2; }
 
+# PID 1 in a container gets no default signal handling: stop at once on docker stop / Ctrl-C.
+trap 'log "stopping"; exit 143' TERM INT
+
+# Check the settings before waiting for anything: a typo must not become a restart loop.
+case "$at" in
+  [01][0-9]:[0-5][0-9] | 2[0-3]:[0-5][0-9]) ;;
+  *) echo "monitor: NIGHTLY_AT must be HH:MM (UTC, 00:00-23:59), got '$at'" >&2; exit 2 ;;
+esac
+case "$keep" in
+  '' | *[!0-9]* | 0) echo "monitor: NIGHTLY_KEEP must be a whole number of at least 1, got '$keep'" >&2; exit 2 ;;
+esac
+
 wait_for_server() {
   python - "$MONITOR_CHROMA_URL" "$wait_s" <<'PY'
 import sys, time, urllib.request
@@ -64,7 +76,8 @@ fi
 while true; do
   pause=$(seconds_until "$at")
   log "next nightly run at $at UTC (in ${pause}s)"
-  sleep "$pause"
+  sleep "$pause" &
+  wait $!  # interruptible by the TERM trap (a foreground sleep would delay it)
   wait_for_server || continue
   run || log "nightly run failed (exit $?); next one tomorrow"
 done

@@ -15,19 +15,19 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from monitor.baseline import Baseline, build_baseline, load_baseline
+from monitor.baseline import Baseline, build_baseline, check_current, load_baseline
 from monitor.calibration import DEFAULT_POLICY
 from monitor.detector import DEFAULT_MIN_POSTS
 from monitor.embedders import DEFAULT_EMBEDDER, Embedder, make_embedder
-from monitor.errors import EmbedderMismatchError
+from monitor.errors import EmbedderMismatchError, InputError
 from monitor.evaluate import DEFAULT_SCORES, evaluate
 from monitor.ingest import DEFAULT_CHUNK, IngestReport, ingest
 from monitor.posts import Post, Skipped
-from monitor.quality import labelled_arrivals, newsgroups_recipe, stored_vectors
+from monitor.quality import RECIPE_KEY, labelled_arrivals, newsgroups_recipe, stored_vectors
 from monitor.query import collection_stats, find_outliers, own_distances, parse_since, radius_sweep
 from monitor.scores import DEFAULT_SCORE
 from monitor.scoring import RescoreReport, rescore
-from monitor.sources import open_source
+from monitor.sources import open_source, resolve_format
 from monitor.store import DEFAULT_COLLECTION, DEFAULT_DB, ChromaStore
 
 Progress = Callable[[int], None]
@@ -144,6 +144,7 @@ class Monitor:
             self.store, policy, min_posts, score=score, robust=robust, progress=progress
         )
         report = rescore(self.store, baseline, progress=progress) if rescore_posts else None
+        check_current(self.store, baseline)  # another build meanwhile (server) would mix verdicts
         return baseline, report
 
     def baseline(self) -> Baseline | None:
@@ -185,6 +186,7 @@ class Monitor:
         policies: Sequence[str] | None = None,
         clean: str = "seed",
         per_category: bool = True,
+        robust: bool = False,
         format: str | None = None,
         text_field: str = "text",
         category_field: str = "category",
@@ -201,7 +203,9 @@ class Monitor:
             source, self.embedder, truth_field=truth_field, clean=clean, progress=progress
         )
         X, y = stored_vectors(self.store)
-        return evaluate(X, y, arrivals, scores=scores, policies=policies, per_category=per_category)
+        return evaluate(
+            X, y, arrivals, scores=scores, policies=policies, per_category=per_category, robust=robust
+        )
 
     def evaluate_newsgroups(
         self,
@@ -220,6 +224,17 @@ class Monitor:
         """The built-in 20 Newsgroups recipe. Stores (once) every ``in_topic`` post of the archive and
         ``off_topic_pool`` posts of each other group in this store — use a store of its own — then
         splits them in memory for each seed (see :func:`monitor.quality.newsgroups_recipe`)."""
+        if resolve_format(os.fspath(archive), None) != "20news":
+            raise InputError(f"--recipe needs a 20 Newsgroups archive or folder, not {os.fspath(archive)}")
+        marker = self.store.collection_metadata().get(RECIPE_KEY) if self.store.count() else None
+        if self.store.count() and marker is None:
+            raise InputError(
+                f"collection {self.store.name!r} in {self.store.location} already holds "
+                f"{self.store.count()} posts that the recipe did not put there (it would re-file them): "
+                "give the recipe a --db or --collection of its own"
+            )
+        if marker is None:
+            self.store.set_collection_metadata({RECIPE_KEY: in_topic})
         self.ingest(archive, split="all", categories=[in_topic], clean=clean, progress=progress)
         self.ingest(
             archive,

@@ -10,6 +10,7 @@ vector; threshold, radius and calibration sketch as metadata), the header writte
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -43,6 +44,7 @@ class Baseline:
     score: str = DEFAULT_SCORE
     robust: bool = False
     excluded: int = 0
+    build_id: str = ""
 
     def age_seconds(self, now: datetime | None = None) -> float:
         now = now or datetime.now(UTC)
@@ -126,6 +128,17 @@ def build_baseline(
     excluded = sum(out for posts in candidates.values() for _, out in posts)
     if not candidates:
         raise BaselineError(f"no categorised posts in {store.location}: ingest posts with a category first")
+    if robust:
+        starved = sorted(
+            f"{cat} ({sum(not o for _, o in posts)} of {len(posts)} left)"
+            for cat, posts in candidates.items()
+            if len(posts) >= min_posts and sum(not o for _, o in posts) < min_posts
+        )
+        if starved:
+            raise BaselineError(
+                f"--robust would leave fewer than {min_posts} posts in {', '.join(starved)}: the current "
+                "verdicts flag too much to leave out; rebuild without --robust first (baseline kept)"
+            )
     previous = store.load_baseline()
     version = int(previous[0]["version"]) + 1 if previous else 1
 
@@ -178,7 +191,10 @@ def build_baseline(
         # collection metadata takes no lists (Chroma 1.5): the grid goes in as text
         "quantile_grid": ",".join(f"{q:g}" for q in QUANTILE_GRID),
     }
+    header["build_id"] = build_id = uuid.uuid4().hex
+    _check_still_current(store, previous[0].get("build_id") if previous else None, "started")
     store.save_baseline(version, header, categories, detector.centroids_, records)
+    _check_still_current(store, build_id, "saved its own")
     detector.reference_ = StoredReference(store, version, categories)
     return Baseline(
         version=version,
@@ -192,7 +208,28 @@ def build_baseline(
         score=str(spec),
         robust=robust,
         excluded=excluded,
+        build_id=build_id,
     )
+
+
+RACE = (
+    "another baseline build {what} v{version} while this one ran; the stored verdicts may now mix "
+    "the two: run `monitor baseline` again, one build at a time (a Chroma server does not stop two)"
+)
+
+
+def _check_still_current(store: ChromaStore, expected: str | None, what: str) -> None:
+    """Refuse to go on when another process saved a baseline since ``expected`` was current."""
+    loaded = store.load_baseline()
+    current = loaded[0].get("build_id") if loaded else None
+    if current != expected:
+        raise BaselineError(RACE.format(what=what, version=loaded[0].get("version") if loaded else "?"))
+
+
+def check_current(store: ChromaStore, baseline: Baseline) -> None:
+    """After re-scoring: fail if another build replaced ``baseline`` meanwhile (verdicts mixed)."""
+    if baseline.build_id:
+        _check_still_current(store, baseline.build_id, "saved")
 
 
 def _finite(x: float) -> float | None:
@@ -239,6 +276,7 @@ def load_baseline(store: ChromaStore) -> Baseline | None:
         score=score,
         robust=bool(header.get("robust", False)),
         excluded=int(header.get("excluded", 0)),
+        build_id=str(header.get("build_id", "")),
     )
 
 

@@ -109,6 +109,9 @@ class Calibration:
             grid = np.linspace(0, 1, len(self.values))
             below = np.interp(s, self.values, grid, left=0.0, right=1.0)
             at_least = self.n * (1.0 - below)
+        # a baseline post's own score is among the n; recomputed, it can land a hair above its stored
+        # copy (float32 vs float64), so it always counts itself at least once
+        at_least = np.maximum(at_least, own)
         return np.clip((1.0 + at_least - own) / (self.n + 1.0 - own), 0.0, 1.0)
 
     def conformal_threshold(self, alpha: float) -> float:

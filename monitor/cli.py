@@ -24,6 +24,7 @@ from monitor.embedders import Embedder, make_embedder
 from monitor.errors import EmbedderError, InputError, MonitorError, StoreError
 from monitor.evaluate import default_policies
 from monitor.ingest import IngestReport
+from monitor.locks import writer_lock
 from monitor.output import FORMATS, write_rows
 from monitor.preprocess import CLEANERS
 from monitor.progress import progress_bar
@@ -31,7 +32,7 @@ from monitor.query import OUTLIER_FIELDS
 from monitor.scores import DEFAULT_SCORE, ScoreSpec
 from monitor.sources import FORMATS as SOURCE_FORMATS
 from monitor.sources import open_source, resolve_format
-from monitor.store import DEFAULT_COLLECTION, DEFAULT_DB
+from monitor.store import DEFAULT_COLLECTION, DEFAULT_DB, check_collection_name
 
 OUTLIER_COLUMNS = ("id", "category", "score", "p_value", "looks_like", "ingested_at", "excerpt")
 STATS_COLUMNS = (
@@ -108,6 +109,11 @@ def _monitor(
     o = ctx.obj
     if not create and not o["url"] and not (Path(o["db"]) / "chroma.sqlite3").is_file():
         raise StoreError(f"no monitor database at {o['db']} (check --db, or ingest posts first)")
+    if write and o["url"] is None:  # take the folder's writer lock before Chroma opens it
+        check_collection_name(o["collection"])  # and create nothing for a name Chroma refuses
+        early = writer_lock(Path(o["db"]).resolve(), f"monitor {ctx.info_name}", shown=str(o["db"]))
+        early.acquire()
+        ctx.call_on_close(early.release)
     mon = Monitor(o["db"], url=o["url"], collection=o["collection"], embedder=embedder)
     ctx.call_on_close(mon.close)
     if write:
@@ -408,6 +414,12 @@ def baseline(
     msg = f"baseline v{base.version} ({base.score}, {base.policy}) from {base.n_posts} posts in {len(rows)} categories"
     if robust:
         msg += f" ({base.excluded} flagged posts left out)"
+    mute = [r["category"] for r in base.records if r["status"] == "ok" and r.get("threshold") is None]
+    if mute:
+        msg += (
+            f"; {base.policy} can never flag in {len(mute)} categories ({', '.join(mute[:5])}"
+            f"{', …' if len(mute) > 5 else ''}): too few posts (a p-value is at least 1/(posts + 1))"
+        )
     if report is not None:
         msg += (
             f"; re-scored {report.posts} posts: {report.outliers} outliers "
@@ -691,6 +703,7 @@ def evaluate(
                 policies=policy_list,
                 clean=clean,
                 per_category=per_category,
+                robust=robust,
                 text_field=text_field,
                 category_field=category_field,
                 progress=advance,
@@ -701,16 +714,26 @@ def evaluate(
     if fmt == "json":
         click.echo(json.dumps(result, indent=2))
         return
+    tables = {"arrivals": "rows", "burst": "contaminated", "misfiled": "misfiled"}
+    if fmt != "table":  # one machine-readable table: a column says which part each row belongs to
+        write_rows(
+            [{"table": name, **r} for name, key in tables.items() for r in result[key]], fmt, sys.stdout
+        )
+        return
     for title, key in (
         ("arrivals", "rows"),
         ("reference with a stored burst of off-topic posts: plain vs --robust", "contaminated"),
         ("misfiled in-topic posts: is the flagged post named by its true group?", "misfiled"),
     ):
-        if fmt == "table":
-            click.echo(f"# {title} (mean of {seeds} splits)")
+        click.echo(f"# {title} (mean of {seeds} splits)")
         write_rows(result[key], fmt, sys.stdout)
-        if fmt == "table":
-            click.echo()
+        click.echo()
+
+
+def _non_empty_path(value: str, what: str) -> Path:
+    if not str(value).strip():
+        raise InputError(f"{what} is empty: give a folder")
+    return Path(value)
 
 
 # -- nightly ---------------------------------------------------------------------------------------
@@ -719,10 +742,11 @@ def evaluate(
 @cli.command()
 @click.option(
     "--out",
-    type=click.Path(file_okay=False, path_type=Path),
-    default=Path("snapshots"),
+    type=click.Path(file_okay=False),
+    default="snapshots",
     show_default=True,
     envvar="MONITOR_SNAPSHOTS",
+    callback=lambda _ctx, _param, value: _non_empty_path(value, "--out"),
     help="Folder of dated snapshots (env MONITOR_SNAPSHOTS).",
 )
 @click.option(

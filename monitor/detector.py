@@ -330,7 +330,7 @@ class CategoryDetector(BaseEstimator):
                     near_d,
                     float(score[row]),
                     _finite_or_none(float(self.thresholds_[j])),
-                    float(p[row]),
+                    _finite_or_none(float(p[row])),  # None: a baseline without calibration scores
                     looks.get(row),
                 )
             )

@@ -102,6 +102,7 @@ def evaluate(
                         "category": name,
                         "normal": int(normal.sum()),
                         "anomalous": int(anomalous.sum()),
+                        "no_verdict": int((mask & ~scored).sum()),
                         "auc": _r(auc),
                         "ap": _r(ap),
                         "promised": promised_rate(policy),

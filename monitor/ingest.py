@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from monitor.baseline import Baseline, load_baseline
+from monitor.baseline import MEMBER_KEY, Baseline, load_baseline
 from monitor.chunks import live_chunks
 from monitor.embedders.base import Embedder
 from monitor.errors import InputError, MonitorError
@@ -307,8 +307,13 @@ def _refile(store: ChromaStore, baseline: Baseline | None, posts: list[_Prepared
     row = {pid: i for i, pid in enumerate(page.ids)}
     vectors = page.vectors[[row[p.id] for p in posts]]
     verdicts = score(baseline, vectors, [p.category for p in posts])
+    # a re-filed post leaves the baseline's reference posts (it must not join another category's)
     updates = [
-        {**{k: p.meta.get(k) for k in ("category", "has_category", "original_category")}, **v}
+        {
+            **{k: p.meta.get(k) for k in ("category", "has_category", "original_category")},
+            **v,
+            MEMBER_KEY: None,
+        }
         for p, v in zip(posts, verdicts, strict=True)
     ]
     store.update_metadata([p.id for p in posts], updates)

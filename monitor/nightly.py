@@ -21,6 +21,7 @@ from monitor.detector import DEFAULT_MIN_POSTS
 from monitor.errors import InputError
 from monitor.locks import ProcessLock
 from monitor.scores import DEFAULT_SCORE
+from monitor.snapshot import SUMMARY
 
 if TYPE_CHECKING:
     from monitor.api import Monitor
@@ -50,16 +51,23 @@ def dated_folder(out: Path, now: datetime | None = None) -> Path:
 
 
 def snapshot_folders(out: Path) -> list[Path]:
-    """The dated snapshot folders in ``out``, oldest first (other files and folders are ignored)."""
+    """The complete dated snapshot folders in ``out`` (real folders holding a summary.json),
+    oldest first; anything else — other files, symlinks, half-written folders — is ignored."""
     if not out.is_dir():
         return []
-    found = [p for p in out.iterdir() if p.is_dir() and DATED.match(p.name)]
+    found = [
+        p
+        for p in out.iterdir()
+        if DATED.match(p.name) and p.is_dir() and not p.is_symlink() and (p / SUMMARY).is_file()
+    ]
     return sorted(found, key=lambda p: (p.name[:18], int(p.name[19:] or 1)))
 
 
-def prune(out: Path, keep: int) -> list[Path]:
-    """Delete all but the newest ``keep`` dated folders; returns what was deleted."""
-    old = snapshot_folders(out)[:-keep] if keep > 0 else []
+def prune(out: Path, keep: int, current: Path | None = None) -> list[Path]:
+    """Delete all but the newest ``keep`` dated folders, never ``current`` (the one just written,
+    even if a folder dated in the future sorts after it); returns what was deleted."""
+    folders = [p for p in snapshot_folders(out) if current is None or p.resolve() != current.resolve()]
+    old = folders[: max(0, len(folders) - (keep - (current is not None)))] if keep > 0 else []
     for folder in old:
         shutil.rmtree(folder)
     return old
@@ -83,15 +91,28 @@ def run_nightly(
     if keep < 1:
         raise InputError(f"bad keep {keep}: keep at least the snapshot just written (1)")
     say = progress or (lambda _msg: None)
-    out.mkdir(parents=True, exist_ok=True)
-    with nightly_lock(out, command):
+    if not str(out).strip():
+        raise InputError("--out is empty: give the folder for the dated snapshots")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        lock = nightly_lock(out, command)
+        lock.acquire()
+    except OSError as exc:
+        raise InputError(f"cannot use {out} for snapshots: {exc.strerror or exc}") from None
+    try:
         monitor.store.claim_writer(command)  # embedded: refuse at once if another process writes
         say("recomputing the baseline and re-scoring")
         baseline, rescored = monitor.build_baseline(policy, min_posts, score=score, robust=robust)
         folder = dated_folder(out)
         say(f"snapshot into {folder}")
-        summary = monitor.snapshot(folder, max_points=max_points, seed=seed)
-        pruned = prune(out, keep)
+        try:
+            summary = monitor.snapshot(folder, max_points=max_points, seed=seed)
+        except BaseException:
+            shutil.rmtree(folder, ignore_errors=True)  # no half-written snapshot left to compare with
+            raise
+        pruned = prune(out, keep, current=folder)
+    finally:
+        lock.release()
     return {
         "snapshot": str(folder),
         "baseline_version": baseline.version,

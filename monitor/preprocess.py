@@ -20,7 +20,9 @@ MAX_CHARS = 5000
 SIGNATURE_MAX_LINES = 10
 """A block after a line of dashes/underscores counts as a signature only if it has at most this many lines."""
 
-_EMAIL_RE = re.compile(r"[\w\.-]+@[\w\.-]+")
+# Starts only where a run of address characters starts, and never backtracks into it: linear in
+# the text's length (the plain pattern is quadratic on a long run without "@").
+_EMAIL_RE = re.compile(r"(?<![\w.-])[\w.-]++@[\w.-]+")
 _PARENS_RE = re.compile(r"\([^()]*\)")
 # RFC 822 field name: printable ASCII except space and colon, then a colon.
 _HEADER_RE = re.compile(r"[!-9;-~]+:")

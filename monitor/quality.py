@@ -31,6 +31,8 @@ TRUE_WORDS = {"1", "true", "yes", "y", "anomaly", "outlier", "off-topic", "offto
 FALSE_WORDS = {"0", "false", "no", "n", "normal", "inlier", "in-topic", "intopic", ""}
 Progress = Callable[[int], None]
 AVERAGED = ("auc", "ap", "flag_rate", "recall")
+RECIPE_KEY = "evaluation_recipe"  # collection metadata: this store was filled by the recipe
+MAX_CHARS = 1_000_000  # as ingest: longer texts are refused
 
 
 def stored_vectors(store: ChromaStore) -> tuple[np.ndarray, list[str]]:
@@ -81,6 +83,8 @@ def labelled_arrivals(
             )
         if key not in item.extra:
             raise InputError(f"{item.where}: no {truth_field!r} field (set it with --truth-field)")
+        if len(item.text) > MAX_CHARS:
+            raise InputError(f"{item.where}: text of {len(item.text):,} characters (at most {MAX_CHARS:,})")
         text = cleaner(item.text)
         if not text.strip() or not is_valid_unicode(text):
             raise InputError(f"{item.where}: empty or undecodable text")

@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 
 from monitor.baseline import Baseline, load_baseline
-from monitor.errors import MonitorError
+from monitor.errors import BaselineError, MonitorError
 from monitor.store import ChromaStore
 
 EXCERPT_CHARS = 160
@@ -60,6 +60,13 @@ def find_outliers(
     ``category`` may be a glob (``sci.*``). ``alpha`` replaces the baseline's own flags with
     "stored p-value <= alpha", so any level can be asked for after the fact.
     """
+    if alpha is not None:
+        baseline = load_baseline(store)
+        if baseline is None or not any(c.n for c in baseline.detector.calibrations_):
+            raise BaselineError(
+                "the current baseline stores no p-values (none yet, or built before they existed): "
+                "run `monitor baseline` first, then ask for --alpha"
+            )
     clauses: list[dict[str, Any]] = [
         {"is_outlier": True} if alpha is None else {"p_value": {"$lte": float(alpha)}}
     ]

@@ -36,10 +36,8 @@ class ScoreSpec:
         if kind == "centroid" and not raw:
             return cls("centroid", 0)
         if kind == "knn":
-            try:
-                k = int(raw) if raw else DEFAULT_K
-            except ValueError:
-                k = 0
+            given = str(spec) != "knn"
+            k = int(raw) if raw.isdigit() else (0 if given else DEFAULT_K)
             if k >= 1:
                 return cls("knn", k)
         raise BaselineError(f"bad score {spec!r}: use centroid, knn or knn:K (K >= 1)")

@@ -54,30 +54,58 @@ class Page:
     documents: list[str] | None = None
 
 
+def normalise_url(url: str) -> str:
+    """``http(s)://HOST[:PORT]`` in canonical form (lower-case scheme and host, explicit port).
+
+    Anything Chroma's client would silently drop — a path, a query, credentials — is refused, as
+    are IPv6 literals (the client cannot build their URL) and bad ports.
+    """
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(url.strip())
+    shown = url if "@" not in parts.netloc else url.replace(parts.netloc.rsplit("@", 1)[0] + "@", "***@")
+    bad = f"bad Chroma URL {shown!r}: expected http://HOST:PORT or https://HOST:PORT"
+    scheme = parts.scheme.lower()
+    try:
+        port = parts.port
+    except ValueError:
+        raise StoreError(f"{bad} (the port must be a number from 1 to 65535)") from None
+    if scheme not in ("http", "https") or not parts.hostname:
+        raise StoreError(bad)
+    if parts.path not in ("", "/") or parts.query or parts.fragment:
+        raise StoreError(f"{bad} (no path or query: the server's API is at its root)")
+    if parts.username or parts.password:
+        raise StoreError(f"{bad} (credentials in the URL are not supported)")
+    if ":" in parts.hostname:
+        raise StoreError(f"{bad} (IPv6 addresses are not supported by the Chroma client; use a host name)")
+    if port == 0:
+        raise StoreError(f"{bad} (the port must be a number from 1 to 65535)")
+    return f"{scheme}://{parts.hostname.lower()}:{port or (443 if scheme == 'https' else 8000)}"
+
+
 def _client(db: str | Path | None, url: str | None) -> Any:
     os.environ.setdefault("ANONYMIZED_TELEMETRY", "False")
     import chromadb
     from chromadb.config import Settings
 
     settings = Settings(anonymized_telemetry=False)
-    if url:
-        from urllib.parse import urlparse
+    if url is not None:
+        from urllib.parse import urlsplit
 
-        parsed = urlparse(url)
-        if parsed.scheme not in ("http", "https") or not parsed.hostname:
-            raise StoreError(f"bad Chroma URL {url!r}: expected http://HOST:PORT")
+        parsed = urlsplit(normalise_url(url))
         for attempt in range(1, RETRIES + 1):
             try:
                 return chromadb.HttpClient(
                     host=parsed.hostname,
-                    port=parsed.port or (443 if parsed.scheme == "https" else 8000),
+                    port=parsed.port,
                     ssl=parsed.scheme == "https",
                     settings=settings,
                 )
             except Exception as exc:  # ValueError "Could not connect to a Chroma server"
                 if attempt == RETRIES:
+                    hint = " (is it an http server? the URL says https)" if parsed.scheme == "https" else ""
                     raise StoreError(
-                        f"cannot reach the Chroma server at {url} (tried {RETRIES} times): {_first_line(exc)}"
+                        f"cannot reach the Chroma server at {url} (tried {RETRIES} times){hint}: {_first_line(exc)}"
                     ) from exc
                 time.sleep(RETRY_WAIT * 2 ** (attempt - 1))
     path = Path(db or DEFAULT_DB)
@@ -207,8 +235,13 @@ class ChromaStore:
     ) -> ChromaStore:
         """Open (creating if needed) the store at folder ``db`` or at server ``url``."""
         check_collection_name(collection)  # before the client creates anything on disk
+        if url is not None:
+            if not url.strip():
+                raise StoreError("--chroma-url is empty: give http://HOST:PORT, or leave it out for --db")
+            url = normalise_url(url)
+            return cls(_client(None, url), collection, url, url)
         path = Path(db or DEFAULT_DB)
-        return cls(_client(db, url), collection, url or str(path), url or str(path.resolve()))
+        return cls(_client(db, None), collection, str(path), str(path.resolve()))
 
     @property
     def is_server(self) -> bool:

@@ -162,3 +162,39 @@ def test_recipe_on_the_real_sample(sample_archive: Path, tmp_path: Path, minilm:
     again = m.evaluate_newsgroups(sample_archive, **recipe)
     assert again["rows"] == result["rows"]  # seeded: the same numbers, and nothing re-embedded
     assert m.store.count() == 800 + 48
+
+
+def test_a_baseline_replaced_meanwhile_is_reported(mon: Monitor) -> None:
+    """Two builds at once (possible on a server): the one whose verdicts may be mixed says so."""
+    from monitor.baseline import build_baseline, check_current
+    from monitor.errors import BaselineError
+
+    first = build_baseline(mon.store, "alpha:0.05")
+    check_current(mon.store, first)  # still current: fine
+    second = build_baseline(mon.store, "alpha:0.1")
+    with pytest.raises(BaselineError, match="another baseline build saved v2"):
+        check_current(mon.store, first)
+    check_current(mon.store, second)
+
+
+def test_robust_refuses_to_starve_a_category(mon: Monitor) -> None:
+    from monitor.errors import BaselineError
+
+    mon.build_baseline("fixed:0.01", score="centroid")  # flags (nearly) everything
+    before = load_baseline(mon.store)
+    with pytest.raises(BaselineError, match="--robust would leave fewer than 20 posts"):
+        mon.build_baseline(robust=True)
+    after = load_baseline(mon.store)
+    assert after is not None and before is not None and after.version == before.version  # kept
+
+
+def test_refiled_baseline_posts_leave_the_reference(mon: Monitor) -> None:
+    mon.build_baseline("alpha:0.05", score="knn")
+    moved = _posts("med", 10, "r")  # the same med posts, now filed under space
+    mon.ingest([Post(p.text, "space", p.id) for p in moved])
+    stored = _stored(mon)
+    assert all(stored[p.id]["category"] == "space" and MEMBER_KEY not in stored[p.id] for p in moved)
+    fresh = load_baseline(mon.store)
+    assert fresh is not None
+    assert fresh.detector.reference_["space"].shape[0] == 80  # they did not join space's neighbours
+    assert fresh.detector.reference_["med"].shape[0] == 70

@@ -147,3 +147,9 @@ def test_bad_scores_are_refused(spec: str) -> None:
 def test_bad_alpha_policies_are_refused(spec: str) -> None:
     with pytest.raises(BaselineError, match="policy"):
         ThresholdPolicy.parse(spec)
+
+
+def test_a_baseline_post_scoring_a_hair_above_its_stored_score_keeps_the_floor() -> None:
+    cal = Calibration.from_scores(np.array([0.1, 0.2, 0.3, 0.4]))
+    p = cal.p_values(np.array([0.4 + 1e-7]), np.array([True]))
+    assert p[0] == pytest.approx(0.25)  # never 0: it is at least as extreme as itself

@@ -499,3 +499,24 @@ def _children(pid: int) -> list[int]:
         if int(fields[1]) == pid:
             found.append(int(stat.parent.name))
     return found
+
+
+def test_prune_keeps_the_new_snapshot_and_ignores_what_is_not_one(tmp_path: Path) -> None:
+    from monitor.nightly import prune
+
+    out = tmp_path / "snaps"
+    for name in ("2026-01-01T000000Z", "2026-01-02T000000Z", "2099-01-01T000000Z"):
+        (out / name).mkdir(parents=True)
+        (out / name / "summary.json").write_text("{}")
+    (out / "2026-01-03T000000Z").mkdir()  # half-written: no summary.json
+    target = tmp_path / "precious"
+    target.mkdir()
+    (out / "2020-01-01T000000Z").symlink_to(target)
+    current = out / "2026-12-03T000000Z"
+    current.mkdir()
+    (current / "summary.json").write_text("{}")
+    removed = prune(out, keep=2, current=current)
+    # the newest other complete folder (dated in the future) stays beside the one just written
+    assert sorted(p.name for p in removed) == ["2026-01-01T000000Z", "2026-01-02T000000Z"]
+    assert current.is_dir() and (out / "2099-01-01T000000Z").is_dir() and target.is_dir()
+    assert (out / "2026-01-03T000000Z").is_dir()  # not a snapshot: not counted, not deleted

@@ -52,10 +52,9 @@ def make_embedder(
     if name == "hashing":
         from monitor.embedders.hashing import HashingEmbedder
 
-        try:
-            return HashingEmbedder(dim=int(arg) if arg else 64)
-        except ValueError as exc:
-            raise EmbedderError(f"bad embedder spec {spec!r}: hashing:DIM needs an integer") from exc
+        if arg and not (arg.isdigit() and int(arg) >= 1):
+            raise EmbedderError(f"bad embedder spec {spec!r}: hashing:DIM needs a whole number of at least 1")
+        return HashingEmbedder(dim=int(arg) if arg else 64)
     raise EmbedderError(f"unknown embedder {spec!r} (choose minilm, gemini[:MODEL] or hashing[:DIM])")
 
 
