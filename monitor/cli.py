@@ -590,7 +590,7 @@ def snapshot(
 
 
 def _list(value: str, what: str) -> list[str]:
-    items = [v.strip() for v in value.split(",") if v.strip()]
+    items = list(dict.fromkeys(v.strip() for v in value.split(",") if v.strip()))  # in order, once each
     if not items:
         raise InputError(f"--{what} is empty")
     return items
@@ -677,6 +677,23 @@ def evaluate(
       monitor --db evaldb evaluate 20news-bydate.tar.gz --recipe --seeds 5
     """
     score_list, policy_list = _list(scores, "scores"), _list(policies, "policies")
+    ignored = [
+        name
+        for name, given in (
+            ("--per-category (the recipe reports overall)", recipe and per_category),
+            (
+                "--truth-field/--text-field/--category-field",
+                recipe and (truth_field, text_field, category_field) != ("anomaly", "text", "category"),
+            ),
+            (
+                "--seeds/--in-topic/--off-topic (recipe only)",
+                not recipe and (seeds, in_topic, off_topic) != (3, "sci.*", 200),
+            ),
+        )
+        if given
+    ]
+    if ignored:
+        raise InputError(f"options that do not apply here: {'; '.join(ignored)}")
     for spec in score_list:
         ScoreSpec.parse(spec)
     for spec in policy_list:

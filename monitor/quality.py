@@ -52,6 +52,8 @@ def truth_value(value: object, where: str, field: str) -> bool:
     """A truth label: true/1/yes/anomaly/outlier or false/0/no/normal/inlier."""
     if isinstance(value, bool):
         return value
+    if isinstance(value, float) and value in (0.0, 1.0):
+        return value == 1.0
     word = str(value).strip().lower()
     if word in TRUE_WORDS:
         return True

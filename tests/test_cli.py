@@ -360,6 +360,7 @@ BAD_INPUT: dict[str, Callable[[Path, Path], list[Any]]] = {
     "nightly-empty-out": lambda t, g: ["nightly", "--out", ""],
     "score-knn-empty-k": lambda t, g: ["baseline", "--score", "knn:"],
     "hashing-zero": lambda t, g: ["ingest", g, "--embedder", "hashing:0"],
+    "evaluate-seeds-without-recipe": lambda t, g: ["evaluate", g, "--seeds", 5, *HASH],
     "unknown-command": lambda t, g: ["nosuch"],
     "unknown-option": lambda t, g: ["outliers", "--bogus"],
 }

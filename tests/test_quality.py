@@ -105,7 +105,7 @@ def test_evaluate_labelled_file_from_the_cli(tmp_path: Path, capsys: pytest.Capt
     records = [
         {"text": topic_text("space", f"e{i}"), "category": "space", "anomaly": False} for i in range(40)
     ]
-    records += [{"text": topic_text("med", f"e{i}"), "category": "med", "anomaly": "no"} for i in range(40)]
+    records += [{"text": topic_text("med", f"e{i}"), "category": "med", "anomaly": 0.0} for i in range(40)]
     records += [
         {"text": topic_text("autos", f"e{i}"), "category": "space", "anomaly": "yes"} for i in range(20)
     ]
