@@ -104,14 +104,15 @@ class Calibration:
             return np.full(s.shape, np.nan)
         own = np.zeros(s.shape) if members is None else np.asarray(members, dtype=np.float64)
         if self.exact:
-            at_least = self.n - np.searchsorted(self.values, s, side="left")
+            # compared at float32, the precision Chroma keeps the calibration scores in: a baseline
+            # post's recomputed score then equals its stored copy and counts itself, not a neighbour
+            values = self.values.astype(np.float32)
+            at_least = self.n - np.searchsorted(values, s.astype(np.float32), side="left")
         else:
             grid = np.linspace(0, 1, len(self.values))
             below = np.interp(s, self.values, grid, left=0.0, right=1.0)
             at_least = self.n * (1.0 - below)
-        # a baseline post's own score is among the n; recomputed, it can land a hair above its stored
-        # copy (float32 vs float64), so it always counts itself at least once
-        at_least = np.maximum(at_least, own)
+        at_least = np.maximum(at_least, own)  # a baseline post's own score is among the n
         return np.clip((1.0 + at_least - own) / (self.n + 1.0 - own), 0.0, 1.0)
 
     def conformal_threshold(self, alpha: float) -> float:

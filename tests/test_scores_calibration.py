@@ -153,3 +153,15 @@ def test_a_baseline_post_scoring_a_hair_above_its_stored_score_keeps_the_floor()
     cal = Calibration.from_scores(np.array([0.1, 0.2, 0.3, 0.4]))
     p = cal.p_values(np.array([0.4 + 1e-7]), np.array([True]))
     assert p[0] == pytest.approx(0.25)  # never 0: it is at least as extreme as itself
+
+
+def test_a_baseline_post_is_not_outranked_by_its_own_float32_copy() -> None:
+    """Chroma keeps the calibration scores as float32; a baseline post's score recomputed in float64
+    can land just above its stored copy. It must still count itself, not the score above it."""
+    f32 = np.float32(0.6352882)
+    recomputed = float(f32) + 0.4 * float(np.spacing(f32))  # rounds to f32, but lies above it
+    exact = np.array([0.18, 0.31, recomputed, 0.7731])
+    stored = Calibration(exact.astype(np.float32).astype(np.float64), 4)  # as read back from Chroma
+    assert stored.values[2] < exact[2]  # the round trip did move it down
+    p = stored.p_values(np.array([recomputed]), np.array([True]))
+    assert p[0] == pytest.approx((1 + 1) / 4)  # (1 + #{other three >= s}) / (3 + 1): only 0.7731
