@@ -19,7 +19,7 @@ from monitor.baseline import Baseline, build_baseline, check_current, load_basel
 from monitor.calibration import DEFAULT_POLICY
 from monitor.detector import DEFAULT_MIN_POSTS
 from monitor.embedders import DEFAULT_EMBEDDER, Embedder, make_embedder
-from monitor.errors import EmbedderMismatchError, InputError
+from monitor.errors import InputError
 from monitor.evaluate import DEFAULT_SCORES, evaluate
 from monitor.ingest import DEFAULT_CHUNK, IngestReport, ingest
 from monitor.posts import Post, Skipped
@@ -194,7 +194,7 @@ class Monitor:
     ) -> list[dict[str, Any]]:
         """Score labelled arrivals (JSONL/CSV with a truth field; not stored) against the stored
         categorised posts with each score x policy: ROC AUC, AP, realised flag rate, recall."""
-        self._check_embedder()
+        self.store.require_stamp(self.embedder.stamp())
         if isinstance(source, (str, os.PathLike)):
             source = open_source(
                 os.fspath(source), format=format, text_field=text_field, category_field=category_field
@@ -226,11 +226,12 @@ class Monitor:
         splits them in memory for each seed (see :func:`monitor.quality.newsgroups_recipe`)."""
         if resolve_format(os.fspath(archive), None) != "20news":
             raise InputError(f"--recipe needs a 20 Newsgroups archive or folder, not {os.fspath(archive)}")
-        marker = self.store.collection_metadata().get(RECIPE_KEY) if self.store.count() else None
-        if self.store.count() and marker is None:
+        stored = self.store.count()
+        marker = self.store.collection_metadata().get(RECIPE_KEY) if stored else None
+        if stored and marker is None:
             raise InputError(
                 f"collection {self.store.name!r} in {self.store.location} already holds "
-                f"{self.store.count()} posts that the recipe did not put there (it would re-file them): "
+                f"{stored} posts that the recipe did not put there (it would re-file them): "
                 "give the recipe a --db or --collection of its own"
             )
         if marker is None:
@@ -255,14 +256,6 @@ class Monitor:
             policies=policies,
             robust=robust,
         )
-
-    def _check_embedder(self) -> None:
-        stored, mine = self.store.stamp(), self.embedder.stamp()
-        if any(stored[k] != mine.get(k) for k in stored):
-            raise EmbedderMismatchError(
-                f"collection {self.store.name!r} in {self.store.location} holds {stored.get('embedder')} vectors, "
-                f"not {self.embedder.id}: use the same --embedder"
-            )
 
     def snapshot(self, out: str | Path, **options: Any) -> dict[str, Any]:
         """Write the t-SNE map, radius sweep, tables, HTML page and JSON summary into ``out``."""

@@ -677,21 +677,18 @@ def evaluate(
       monitor --db evaldb evaluate 20news-bydate.tar.gz --recipe --seeds 5
     """
     score_list, policy_list = _list(scores, "scores"), _list(policies, "policies")
-    ignored = [
-        name
-        for name, given in (
-            ("--per-category (the recipe reports overall)", recipe and per_category),
-            (
-                "--truth-field/--text-field/--category-field",
-                recipe and (truth_field, text_field, category_field) != ("anomaly", "text", "category"),
-            ),
-            (
-                "--seeds/--in-topic/--off-topic (recipe only)",
-                not recipe and (seeds, in_topic, off_topic) != (3, "sci.*", 200),
-            ),
-        )
-        if given
-    ]
+
+    def typed(*names: str) -> bool:
+        return any(ctx.get_parameter_source(n) == click.core.ParameterSource.COMMANDLINE for n in names)
+
+    misplaced = {
+        "--per-category (the recipe reports overall)": recipe and per_category,
+        "--truth-field/--text-field/--category-field": recipe
+        and typed("truth_field", "text_field", "category_field"),
+        "--seeds/--in-topic/--off-topic (recipe only)": not recipe
+        and typed("seeds", "in_topic", "off_topic"),
+    }
+    ignored = [name for name, bad in misplaced.items() if bad]
     if ignored:
         raise InputError(f"options that do not apply here: {'; '.join(ignored)}")
     for spec in score_list:

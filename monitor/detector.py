@@ -18,13 +18,14 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import numpy as np
 from sklearn.base import BaseEstimator
 
 from monitor.calibration import DEFAULT_POLICY, Calibration, ThresholdPolicy
 from monitor.errors import BaselineError
-from monitor.scores import DEFAULT_SCORE, ScoreSpec, centroid_loo, knn_scores, loo_scores, scores
+from monitor.scores import DEFAULT_SCORE, ScoreSpec, centroid_loo, loo_scores, scores
 
 RadiusPolicy = ThresholdPolicy  # the name used before policies covered every score
 DEFAULT_MIN_POSTS = 20
@@ -78,6 +79,18 @@ class CategorySums:
         if not cats:
             return [], np.zeros((0, 0), np.float32)
         return cats, np.stack([self.sums[c] / self.counts[c] for c in cats]).astype(np.float32)
+
+
+class _Fitted(NamedTuple):
+    """What fitting learns about one category."""
+
+    centroid: np.ndarray
+    count: int
+    threshold: float
+    radius: float
+    calibration: Calibration
+    profile: np.ndarray  # centroid-distance quantiles at QUANTILE_GRID
+    mean_distance: float
 
 
 def _finite_or_none(x: float) -> float | None:
@@ -137,7 +150,7 @@ class CategoryDetector(BaseEstimator):
         spec, policy = ScoreSpec.parse(self.score), ThresholdPolicy.parse(self.policy)
         if self.min_posts < 2:
             raise BaselineError("min_posts must be at least 2")
-        fitted: dict[str, tuple[np.ndarray, int, float, float, Calibration, np.ndarray, float]] = {}
+        fitted: dict[str, _Fitted] = {}
         reference: dict[str, np.ndarray] = {}
         for group in groups:
             cat, Xc = group[0], np.asarray(group[1], dtype=np.float32)
@@ -163,7 +176,7 @@ class CategoryDetector(BaseEstimator):
                     Calibration.from_scores(np.r_[centroid_loo(ref, centroid), rest_d]),
                     np.r_[distances, rest_d],
                 )
-            fitted[cat] = (
+            fitted[cat] = _Fitted(
                 centroid,
                 len(ref),
                 threshold,
@@ -176,17 +189,21 @@ class CategoryDetector(BaseEstimator):
                 reference[cat] = ref
         cats = sorted(fitted)
         rows = [fitted[c] for c in cats]
-        dim = rows[0][0].shape[0] if rows else 0
+        dim = rows[0].centroid.shape[0] if rows else 0
         self.categories_ = cats
         self.centroids_ = (
-            np.stack([r[0] for r in rows]).astype(np.float32) if rows else np.zeros((0, dim), np.float32)
+            np.stack([r.centroid for r in rows]).astype(np.float32)
+            if rows
+            else np.zeros((0, dim), np.float32)
         )
-        self.counts_ = np.asarray([r[1] for r in rows], dtype=int)
-        self.thresholds_ = np.asarray([r[2] for r in rows], dtype=np.float64)
-        self.radii_ = np.asarray([r[3] for r in rows], dtype=np.float64)
-        self.calibrations_ = [r[4] for r in rows]
-        self.distance_quantiles_ = np.asarray([r[5] for r in rows]).reshape(len(cats), len(QUANTILE_GRID))
-        self.mean_distances_ = np.asarray([r[6] for r in rows])
+        self.counts_ = np.asarray([r.count for r in rows], dtype=int)
+        self.thresholds_ = np.asarray([r.threshold for r in rows], dtype=np.float64)
+        self.radii_ = np.asarray([r.radius for r in rows], dtype=np.float64)
+        self.calibrations_ = [r.calibration for r in rows]
+        self.distance_quantiles_ = np.asarray([r.profile for r in rows]).reshape(
+            len(cats), len(QUANTILE_GRID)
+        )
+        self.mean_distances_ = np.asarray([r.mean_distance for r in rows])
         self.reference_: Mapping[str, np.ndarray] = reference
         return self
 
@@ -245,22 +262,8 @@ class CategoryDetector(BaseEstimator):
     def category_scores(self, X: np.ndarray, j: int, *, members: np.ndarray | None = None) -> np.ndarray:
         """Scores of rows ``X`` against category ``j``; ``members`` rows are in its baseline (scored LOO)."""
         spec = ScoreSpec.parse(self.score)
-        cat, centroid = self.categories_[j], self.centroids_[j]
-        X = np.asarray(X, dtype=np.float32)
-        out = np.empty(len(X), dtype=np.float64)
-        inside = np.zeros(len(X), bool) if members is None else np.asarray(members, bool)
-        n = int(self.counts_[j])
-        if spec.kind == "centroid":
-            d = np.linalg.norm(X - centroid[None, :], axis=1)
-            out[:] = d
-            out[inside] = d[inside] * (n / (n - 1)) if n > 1 else np.inf
-            return out
-        ref = self.reference_[cat]
-        if (~inside).any():
-            out[~inside] = knn_scores(X[~inside], ref, spec.k)
-        if inside.any():
-            out[inside] = knn_scores(X[inside], ref, spec.k, drop_nearest=True)
-        return out
+        reference = self.reference_[self.categories_[j]] if spec.needs_reference else None
+        return scores(spec, X, self.centroids_[j], reference, members=members, n=int(self.counts_[j]))
 
     def verdicts(
         self,
@@ -292,14 +295,11 @@ class CategoryDetector(BaseEstimator):
         for row, cat in enumerate(cats):
             own[row] = index.get(cat, -1) if cat is not None else nearest[row]
         score = np.full(len(X), np.nan)
-        for j in set(own.tolist()) - {-1}:
-            rows = np.flatnonzero(own == j)
-            if ready[j]:
-                score[rows] = self.category_scores(X[rows], j, members=member[rows])
         p = np.full(len(X), np.nan)
         for j in set(own.tolist()) - {-1}:
             rows = np.flatnonzero(own == j)
             if ready[j]:
+                score[rows] = self.category_scores(X[rows], j, members=member[rows])
                 p[rows] = self.calibrations_[j].p_values(score[rows], member[rows])
         flagged = np.zeros(len(X), bool)
         valid = own >= 0

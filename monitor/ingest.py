@@ -21,13 +21,13 @@ from monitor.baseline import MEMBER_KEY, Baseline, load_baseline
 from monitor.chunks import live_chunks
 from monitor.embedders.base import Embedder
 from monitor.errors import InputError, MonitorError
-from monitor.posts import Post, Skipped, is_valid_unicode, text_digest
+from monitor.posts import MAX_POST_CHARS, Post, Skipped, cleaned_text, is_valid_unicode, text_digest
 from monitor.preprocess import get_cleaner
 from monitor.scoring import score
 from monitor.store import ChromaStore
 
 DEFAULT_CHUNK = 64
-DEFAULT_MAX_CHARS = 1_000_000
+DEFAULT_MAX_CHARS = MAX_POST_CHARS
 MAX_SKIP_EXAMPLES = 20
 
 
@@ -196,20 +196,14 @@ def _prepare(
         bad = next(
             (
                 name
-                for name, v in (("text", item.text), ("id", item.id), ("category", item.category))
+                for name, v in (("id", item.id), ("category", item.category))
                 if v is not None and not is_valid_unicode(v)
             ),
             None,
         )
-        if bad:
-            report.skip(where, f"{bad} is not valid Unicode (a lone surrogate)")
-            continue
-        if len(item.text) > max_chars:
-            report.skip(where, f"post longer than {max_chars:,} characters")
-            continue
-        text = cleaner(item.text)
-        if not text.strip():
-            report.skip(where, "empty post")
+        text, problem = cleaned_text(item.text, cleaner, max_chars)
+        if bad or problem:
+            report.skip(where, f"{bad} is not valid Unicode (a lone surrogate)" if bad else str(problem))
             continue
         category = item.category.strip() if item.category and item.category.strip() else None
         meta: dict[str, Any] = dict(item.extra)

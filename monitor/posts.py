@@ -7,9 +7,11 @@ inside an otherwise good input, so the ingest can count skips with their reasons
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 MetaValue = str | int | float | bool
+MAX_POST_CHARS = 1_000_000  # a longer "post" is a mistake (a whole file in one field), not a post
 
 
 @dataclass(frozen=True)
@@ -57,3 +59,17 @@ def is_valid_unicode(text: str) -> bool:
     except UnicodeEncodeError:
         return False
     return True
+
+
+def cleaned_text(
+    text: str, cleaner: Callable[[str], str], max_chars: int = MAX_POST_CHARS
+) -> tuple[str, str | None]:
+    """``(cleaned text, None)`` for a post that can be embedded, else ``("", why not)``."""
+    if not is_valid_unicode(text):
+        return "", "text is not valid Unicode (a lone surrogate)"
+    if len(text) > max_chars:
+        return "", f"post longer than {max_chars:,} characters"
+    cleaned = cleaner(text)
+    if not cleaned.strip():
+        return "", "empty post"
+    return cleaned, None

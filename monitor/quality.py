@@ -23,7 +23,7 @@ from monitor.evaluate import (
     misfiled_precision,
     newsgroups_split,
 )
-from monitor.posts import Post, Skipped, is_valid_unicode
+from monitor.posts import Post, Skipped, cleaned_text
 from monitor.preprocess import get_cleaner
 from monitor.store import ChromaStore
 
@@ -32,7 +32,6 @@ FALSE_WORDS = {"0", "false", "no", "n", "normal", "inlier", "in-topic", "intopic
 Progress = Callable[[int], None]
 AVERAGED = ("auc", "ap", "flag_rate", "recall")
 RECIPE_KEY = "evaluation_recipe"  # collection metadata: this store was filled by the recipe
-MAX_CHARS = 1_000_000  # as ingest: longer texts are refused
 
 
 def stored_vectors(store: ChromaStore) -> tuple[np.ndarray, list[str]]:
@@ -85,11 +84,9 @@ def labelled_arrivals(
             )
         if key not in item.extra:
             raise InputError(f"{item.where}: no {truth_field!r} field (set it with --truth-field)")
-        if len(item.text) > MAX_CHARS:
-            raise InputError(f"{item.where}: text of {len(item.text):,} characters (at most {MAX_CHARS:,})")
-        text = cleaner(item.text)
-        if not text.strip() or not is_valid_unicode(text):
-            raise InputError(f"{item.where}: empty or undecodable text")
+        text, problem = cleaned_text(item.text, cleaner)
+        if problem:
+            raise InputError(f"{item.where}: {problem}")
         anomaly.append(truth_value(item.extra[key], item.where, truth_field))
         claimed.append(item.category)
         texts.append(text)

@@ -55,15 +55,17 @@ def centroid_distances(X: np.ndarray, centroid: np.ndarray) -> np.ndarray:
     return np.linalg.norm(np.asarray(X, dtype=np.float32) - centroid[None, :], axis=1)
 
 
-def centroid_loo(X: np.ndarray, centroid: np.ndarray) -> np.ndarray:
-    """Leave-one-out centroid distances of the rows that make up ``centroid`` (their mean).
+def _without_self(d: np.ndarray, n: int) -> np.ndarray:
+    """Distances ``d`` of posts to the mean of the n posts they belong to, turned into distances to
+    the mean without each of them: that mean is (n c - x_i) / (n - 1), so x_i's distance to it is
+    n / (n - 1) times larger (infinite when a post is its category's only one)."""
+    return d * (n / (n - 1)) if n > 1 else np.full(len(d), np.inf)
 
-    Without row i the mean is (n c - x_i) / (n - 1), so x_i's distance to it is n / (n - 1)
-    times its distance to c: exact, in one pass.
-    """
-    n = len(X)
-    d = centroid_distances(X, centroid)
-    return d * (n / (n - 1)) if n > 1 else np.full(n, np.inf)
+
+def centroid_loo(X: np.ndarray, centroid: np.ndarray) -> np.ndarray:
+    """Leave-one-out centroid distances of the rows that make up ``centroid`` (their mean): exact,
+    in one pass."""
+    return _without_self(centroid_distances(X, centroid), len(X))
 
 
 def knn_scores(
@@ -96,20 +98,46 @@ def knn_scores(
         if leave_one_out:
             rows = np.arange(len(block))
             dist[rows, start + rows] = np.inf
-        nearest = np.partition(dist, take - 1, axis=1)[:, :take] if take < dist.shape[1] else dist[:, :]
-        nearest = np.clip(nearest[:, :take], 0.0, None)
-        total = nearest.sum(axis=1) - (nearest.min(axis=1) if drop_nearest else 0.0)
+        nearest = np.partition(dist, take - 1, axis=1)[:, :take] if take < dist.shape[1] else dist
+        # summed in float64 and in ascending order, so that a post scored with drop_nearest gets
+        # exactly the score leave_one_out gave it (its calibration score) from the same distances
+        nearest = np.sort(np.clip(nearest, 0.0, None).astype(np.float64), axis=1)
+        total = nearest[:, 1:take].sum(axis=1) if drop_nearest else nearest[:, :take].sum(axis=1)
         out[start : start + len(block)] = total / kk
     return out
 
 
-def scores(spec: ScoreSpec, X: np.ndarray, centroid: np.ndarray, reference: np.ndarray | None) -> np.ndarray:
-    """Scores of arrivals ``X`` against one category."""
+def scores(
+    spec: ScoreSpec,
+    X: np.ndarray,
+    centroid: np.ndarray,
+    reference: np.ndarray | None,
+    *,
+    members: np.ndarray | None = None,
+    n: int | None = None,
+) -> np.ndarray:
+    """Scores of rows ``X`` against one category: the mean ``centroid`` of its ``n`` posts (default
+    ``len(reference)``) and, for knn, those posts themselves (``reference``).
+
+    ``members[i]``: row i is one of those posts; it is scored without itself (leave-one-out), as
+    its category's calibration scores were.
+    """
+    X = np.asarray(X, dtype=np.float32)
+    inside = np.zeros(len(X), bool) if members is None else np.asarray(members, bool)
+    out = np.empty(len(X), dtype=np.float64)
     if spec.kind == "centroid":
-        return centroid_distances(X, centroid).astype(np.float64)
+        out[:] = centroid_distances(X, centroid)
+        if inside.any():
+            count = n if n is not None else (len(reference) if reference is not None else 0)
+            out[inside] = _without_self(out[inside], count)
+        return out
     if reference is None:
         raise BaselineError("the knn score needs the category's reference posts")
-    return knn_scores(X, reference, spec.k)
+    if (~inside).any():
+        out[~inside] = knn_scores(X[~inside], reference, spec.k)
+    if inside.any():
+        out[inside] = knn_scores(X[inside], reference, spec.k, drop_nearest=True)
+    return out
 
 
 def loo_scores(spec: ScoreSpec, X: np.ndarray, centroid: np.ndarray) -> np.ndarray:

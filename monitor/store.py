@@ -92,7 +92,7 @@ def _client(db: str | Path | None, url: str | None) -> Any:
     if url is not None:
         from urllib.parse import urlsplit
 
-        parsed = urlsplit(normalise_url(url))
+        parsed = urlsplit(url)  # normalised by ChromaStore.open
         for attempt in range(1, RETRIES + 1):
             try:
                 return chromadb.HttpClient(
@@ -190,6 +190,10 @@ def _plain(value: Any) -> Any:
 
 def plain_metadata(meta: Mapping[str, Any], *, keep_none: bool = False) -> Metadata:
     return {k: _plain(v) for k, v in meta.items() if keep_none or v is not None}
+
+
+def _stamp_of(stamp: Mapping[str, Any]) -> dict[str, Any]:
+    return {k: stamp[k] for k in STAMP_KEYS if stamp.get(k) is not None}
 
 
 def _describe(stamp: Mapping[str, Any]) -> str:
@@ -330,20 +334,25 @@ class ChromaStore:
 
         An empty collection (new, or left by a failed first ingest) takes the new stamp.
         """
-        wanted = {k: stamp[k] for k in STAMP_KEYS if stamp.get(k) is not None}
+        wanted = _stamp_of(stamp)
         if self.count() == 0:
             if self.stamp() != wanted:
                 meta = {k: v for k, v in self.collection_metadata().items() if k not in STAMP_KEYS}
                 self.posts.modify(metadata={**meta, **plain_metadata(wanted)})
                 self._posts = None
             return
-        current = self.stamp()
-        if not current:
+        if not self.stamp():
             raise EmbedderMismatchError(
                 f"collection {self.name!r} in {self.location} holds vectors of an unknown embedder; "
                 "use a new --db or --collection"
             )
-        if current != wanted:
+        self.require_stamp(stamp)
+
+    def require_stamp(self, stamp: Mapping[str, Any]) -> None:
+        """Refuse an embedder other than the one the stored vectors came from (only reads)."""
+        wanted = _stamp_of(stamp)
+        current = self.stamp()
+        if current and current != wanted:
             raise EmbedderMismatchError(
                 f"collection {self.name!r} in {self.location} was built with embedder "
                 f"{_describe(current)}, not {_describe(wanted)}; their vectors cannot be "

@@ -361,6 +361,8 @@ BAD_INPUT: dict[str, Callable[[Path, Path], list[Any]]] = {
     "score-knn-empty-k": lambda t, g: ["baseline", "--score", "knn:"],
     "hashing-zero": lambda t, g: ["ingest", g, "--embedder", "hashing:0"],
     "evaluate-seeds-without-recipe": lambda t, g: ["evaluate", g, "--seeds", 5, *HASH],
+    "evaluate-default-seeds-typed-without-recipe": lambda t, g: ["evaluate", g, "--seeds", 3, *HASH],
+    "recipe-with-truth-field": lambda t, g: ["evaluate", SAMPLE, "--recipe", "--truth-field", "x", *HASH],
     "unknown-command": lambda t, g: ["nosuch"],
     "unknown-option": lambda t, g: ["outliers", "--bogus"],
 }

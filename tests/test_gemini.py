@@ -243,11 +243,12 @@ def test_rate_limiter_spaces_requests() -> None:
 
 
 def test_requests_per_minute_spaces_real_requests(standin: StandIn) -> None:
-    emb = embedder(standin, requests_per_minute=600, batch_size=10)  # one request per 0.1 s
+    emb = embedder(standin, requests_per_minute=200, batch_size=10)  # one request per 0.3 s
     emb.encode([topic_text("med", i) for i in range(40)])
     starts = [r.at for r in standin.requests]
     assert len(starts) == 4
-    assert starts[-1] - starts[0] >= 0.3 - 0.02  # three intervals of 0.1 s (arrival jitter allowed)
+    # three intervals of 0.3 s; 0.1 s allowed for arrival jitter on a busy machine (seen: 30 ms)
+    assert starts[-1] - starts[0] >= 0.9 - 0.1
 
 
 # -- the store: stamp, resume, no key anywhere ---------------------------------------------------------
