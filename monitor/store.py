@@ -522,7 +522,12 @@ class ChromaStore:
             self._call("write", self.baseline_collection.delete, ids=old["ids"])
 
     def load_baseline(self) -> tuple[Metadata, list[str], np.ndarray, list[Metadata]] | None:
-        """The current baseline: (header, categories, centroids, per-category records), or None."""
+        """The current baseline: (header, categories, centroids, per-category records), or None.
+
+        The header is read fresh: a Collection keeps the metadata it was fetched with, and on a
+        server another process may have saved a newer baseline since.
+        """
+        self._baseline = None
         header = dict(self._call("read", lambda: self.baseline_collection.metadata) or {})
         version = header.get("version")
         if version is None:

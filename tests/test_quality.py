@@ -177,6 +177,22 @@ def test_a_baseline_replaced_meanwhile_is_reported(mon: Monitor) -> None:
     check_current(mon.store, second)
 
 
+def test_a_baseline_saved_by_another_client_is_seen(mon: Monitor, target: Target) -> None:
+    """A second client (another process on a server) must not trust the header it read earlier."""
+    from monitor.baseline import check_current
+    from monitor.errors import BaselineError
+
+    mon.build_baseline("alpha:0.05")
+    other = target.monitor(embedder=HashingEmbedder(64))
+    seen = load_baseline(other.store)  # the other client has read v1 (and holds its collection)
+    assert seen is not None and seen.version == 1
+    mon.build_baseline("alpha:0.1")  # meanwhile this one saves v2
+    with pytest.raises(BaselineError, match="another baseline build saved v2"):
+        check_current(other.store, seen)
+    fresh = load_baseline(other.store)
+    assert fresh is not None and (fresh.version, fresh.policy) == (2, "alpha:0.1")
+
+
 def test_robust_refuses_to_starve_a_category(mon: Monitor) -> None:
     from monitor.errors import BaselineError
 
