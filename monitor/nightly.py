@@ -1,7 +1,8 @@
 """The nightly job: recompute the baseline, re-score every post, snapshot into a dated folder.
 
-``out/<UTC time>/`` gets a full snapshot (compared with the previous one beside it); only the
-newest ``keep`` dated folders are kept. A lock file in ``out`` makes overlapping runs safe:
+``out/<UTC time>/`` gets a full snapshot (compared with the previous one beside it), written as
+``out/.partial-<UTC time>/`` and renamed once complete, so a run killed midway leaves no dated folder
+(the next run clears its leftovers); only the newest ``keep`` dated folders are kept. A lock file in ``out`` makes overlapping runs safe:
 a second run while one is going exits at once with :class:`~monitor.errors.LockedError`
 (exit code 75). On an embedded database the run also holds the folder's writer lock.
 """
@@ -27,6 +28,7 @@ if TYPE_CHECKING:
     from monitor.api import Monitor
 
 NIGHTLY_LOCK = ".nightly.lock"
+PARTIAL = ".partial-"  # a snapshot being written; renamed to its dated name once complete
 STAMP_FORMAT = "%Y-%m-%dT%H%M%SZ"
 DATED = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{6}Z(-\d+)?$")
 
@@ -60,17 +62,37 @@ def snapshot_folders(out: Path) -> list[Path]:
         for p in out.iterdir()
         if DATED.match(p.name) and p.is_dir() and not p.is_symlink() and (p / SUMMARY).is_file()
     ]
-    return sorted(found, key=lambda p: (p.name[:18], int(p.name[19:] or 1)))
+    return sorted(found, key=_order)
 
 
 def prune(out: Path, keep: int, current: Path | None = None) -> list[Path]:
-    """Delete all but the newest ``keep`` dated folders, never ``current`` (the one just written,
-    even if a folder dated in the future sorts after it); returns what was deleted."""
-    folders = [p for p in snapshot_folders(out) if current is None or p.resolve() != current.resolve()]
+    """Delete all but the newest ``keep`` dated folders, never ``current`` (the one just written);
+    returns what was deleted.
+
+    Folders dated after ``current`` (a clock that was once ahead, a copied folder) are neither
+    counted nor deleted: going by name, they would otherwise push out every real night.
+    """
+    folders = snapshot_folders(out)
+    if current is not None:
+        mine = current.resolve()
+        newer = _order(current)
+        folders = [p for p in folders if p.resolve() != mine and _order(p) < newer]
     old = folders[: max(0, len(folders) - (keep - (current is not None)))] if keep > 0 else []
     for folder in old:
         shutil.rmtree(folder)
     return old
+
+
+def _order(folder: Path) -> tuple[str, int]:
+    """Sort key of a dated folder: its time stamp, then its ``-N`` suffix."""
+    return folder.name[:18], int(folder.name[19:] or 1)
+
+
+def _clear_leftovers(out: Path) -> None:
+    """Remove what runs killed mid-snapshot left (``.partial-*`` folders): only ever ours."""
+    for p in out.glob(f"{PARTIAL}*"):
+        if p.is_dir() and not p.is_symlink():
+            shutil.rmtree(p, ignore_errors=True)
 
 
 def run_nightly(
@@ -103,12 +125,15 @@ def run_nightly(
         monitor.store.claim_writer(command)  # embedded: refuse at once if another process writes
         say("recomputing the baseline and re-scoring")
         baseline, rescored = monitor.build_baseline(policy, min_posts, score=score, robust=robust)
+        _clear_leftovers(out)
         folder = dated_folder(out)
+        partial = out / f"{PARTIAL}{folder.name}"
         say(f"snapshot into {folder}")
         try:
-            summary = monitor.snapshot(folder, max_points=max_points, seed=seed)
+            summary = monitor.snapshot(partial, max_points=max_points, seed=seed)
+            partial.rename(folder)  # a dated folder appears complete, or not at all
         except BaseException:
-            shutil.rmtree(folder, ignore_errors=True)  # no half-written snapshot left to compare with
+            shutil.rmtree(partial, ignore_errors=True)  # no half-written snapshot left to compare with
             raise
         pruned = prune(out, keep, current=folder)
     finally:

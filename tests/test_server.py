@@ -334,6 +334,26 @@ def test_nightly_writes_dated_snapshots_and_keeps_the_last_n(
     assert "removed 1" in err
 
 
+def test_a_nightly_killed_mid_snapshot_leaves_no_dated_folder(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A run killed while writing leaves only a ``.partial-*`` folder, which the next run clears."""
+    from monitor.nightly import PARTIAL, snapshot_folders
+
+    db, out = tmp_path / "db", tmp_path / "snaps"
+    Monitor(db, embedder=HashingEmbedder()).ingest(train_posts(12))
+    leftover = out / f"{PARTIAL}2026-12-01T023000Z"
+    leftover.mkdir(parents=True)
+    (leftover / "embedding_map.png").write_bytes(b"half")
+    code, stdout, err = run_main(
+        ["--db", db, "nightly", "--out", out, "--min-posts", 5, "--max-points", 20], capsys
+    )
+    assert code == 0, err
+    assert not leftover.exists()
+    assert sorted(p.name for p in out.iterdir() if p.is_dir()) == [Path(stdout.strip()).name]
+    assert snapshot_folders(out) == [Path(stdout.strip())]
+
+
 def test_overlapping_nightly_runs_exit_75(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     db, out = tmp_path / "db", tmp_path / "snaps"
     Monitor(db, embedder=HashingEmbedder()).ingest(train_posts(12))
@@ -516,7 +536,8 @@ def test_prune_keeps_the_new_snapshot_and_ignores_what_is_not_one(tmp_path: Path
     current.mkdir()
     (current / "summary.json").write_text("{}")
     removed = prune(out, keep=2, current=current)
-    # the newest other complete folder (dated in the future) stays beside the one just written
-    assert sorted(p.name for p in removed) == ["2026-01-01T000000Z", "2026-01-02T000000Z"]
-    assert current.is_dir() and (out / "2099-01-01T000000Z").is_dir() and target.is_dir()
+    # the folder dated in the future is neither counted nor removed: the newest real night stays
+    assert [p.name for p in removed] == ["2026-01-01T000000Z"]
+    assert (out / "2026-01-02T000000Z").is_dir() and (out / "2099-01-01T000000Z").is_dir()
+    assert current.is_dir() and target.is_dir()
     assert (out / "2026-01-03T000000Z").is_dir()  # not a snapshot: not counted, not deleted
