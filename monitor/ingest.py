@@ -27,6 +27,7 @@ from monitor.scoring import score
 from monitor.store import ChromaStore
 
 DEFAULT_CHUNK = 64
+BASELINE_RECHECK = 30.0  # seconds: how often a long ingest looks for a newer baseline
 DEFAULT_MAX_CHARS = MAX_POST_CHARS
 MAX_SKIP_EXAMPLES = 20
 
@@ -146,14 +147,17 @@ def ingest(
     max_chars: int = DEFAULT_MAX_CHARS,
     progress: Callable[[int], None] | None = None,
     on_results: Callable[[list[dict[str, Any]]], None] | None = None,
+    baseline_recheck: float = BASELINE_RECHECK,
 ) -> IngestReport:
-    """Read ``source``, embed new posts, score them against the current baseline, store them."""
-    started = time.monotonic()
+    """Read ``source``, embed new posts, score them against the current baseline, store them.
+
+    A long ingest (a live stream) looks for a newer baseline — a nightly rebuild — at most every
+    ``baseline_recheck`` seconds, between chunks, and scores what follows against it.
+    """
+    started = checked = time.monotonic()
     cleaner = get_cleaner(clean)
     store.check_stamp(embedder.stamp())
-    baseline = load_baseline(store)
-    if baseline is not None and baseline.embedder and baseline.embedder != embedder.id:
-        baseline = None  # never score with centroids from another vector space
+    baseline = _usable_baseline(store, embedder)
     assigner = (
         CategoryAssigner(as_category, baseline.detector.categories_ if baseline else [], seed)
         if as_category
@@ -165,6 +169,10 @@ def ingest(
         for chunk in live_chunks(source, chunk_size, getattr(embedder, "chunk_linger", 0.0)):
             prepared = _prepare(chunk, cleaner, assigner, source_name, max_chars, report, seen)
             if prepared:
+                if time.monotonic() - checked >= baseline_recheck:
+                    checked = time.monotonic()
+                    if _replaced(store, baseline):
+                        baseline = _usable_baseline(store, embedder)
                 _store_chunk(store, embedder, baseline, prepared, report, on_results)
             if progress:
                 progress(len(chunk))
@@ -172,6 +180,22 @@ def ingest(
         raise Interrupted(report) from None
     report.seconds = time.monotonic() - started
     return report
+
+
+def _usable_baseline(store: ChromaStore, embedder: Embedder) -> Baseline | None:
+    """The current baseline, unless it was built from another embedder's vectors."""
+    baseline = load_baseline(store)
+    if baseline is not None and baseline.embedder and baseline.embedder != embedder.id:
+        return None  # never score with centroids from another vector space
+    return baseline
+
+
+def _replaced(store: ChromaStore, baseline: Baseline | None) -> bool:
+    """Whether the stored baseline is no longer ``baseline`` (one header read)."""
+    header = store.baseline_header()
+    if baseline is None:
+        return header.get("version") is not None
+    return (header.get("version"), str(header.get("build_id", ""))) != (baseline.version, baseline.build_id)
 
 
 def _prepare(

@@ -521,14 +521,21 @@ class ChromaStore:
         if old["ids"]:
             self._call("write", self.baseline_collection.delete, ids=old["ids"])
 
+    def baseline_header(self) -> Metadata:
+        """The current baseline's header (version, build id, policy, ...); {} before the first build.
+
+        Read fresh every time: a Collection keeps the metadata it was fetched with, and another
+        process (on a server) or another client may have saved a newer baseline since.
+        """
+        self._baseline = None
+        return dict(self._call("read", lambda: self.baseline_collection.metadata) or {})
+
     def load_baseline(self) -> tuple[Metadata, list[str], np.ndarray, list[Metadata]] | None:
         """The current baseline: (header, categories, centroids, per-category records), or None.
 
-        The header is read fresh: a Collection keeps the metadata it was fetched with, and on a
-        server another process may have saved a newer baseline since.
+        The header is read fresh (see :meth:`baseline_header`).
         """
-        self._baseline = None
-        header = dict(self._call("read", lambda: self.baseline_collection.metadata) or {})
+        header = self.baseline_header()
         version = header.get("version")
         if version is None:
             return None

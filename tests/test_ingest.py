@@ -416,3 +416,32 @@ def test_api_rejects_items_that_are_not_posts(mon: Monitor) -> None:
     with pytest.raises(InputError, match=r"monitor\.Post"):
         mon.ingest(["just a string"])
     assert mon.store.count() == 0
+
+
+def test_a_long_ingest_scores_against_a_baseline_rebuilt_meanwhile(based: Monitor, target: Target) -> None:
+    """A live stream (``tail -f | monitor ingest -``) follows a nightly rebuild done by another client."""
+    nightly = target.monitor(embedder=HashingEmbedder())
+
+    def stream() -> Iterator[Post]:
+        yield from posts("space", 3, prefix="early")
+        nightly.build_baseline("alpha:0.1")  # v2, saved by another client while the ingest runs
+        yield from posts("space", 3, prefix="late", seed=1)
+
+    report = ingest(based.store, based.embedder, stream(), chunk_size=1, baseline_recheck=0.0)
+    assert report.added == 6
+    meta = all_meta(based.store)
+    assert {meta[f"late/{i}"]["baseline_version"] for i in range(3)} == {2}  # scored by v2 on arrival
+    assert all(meta[f"late/{i}"]["threshold"] is not None for i in range(3))
+
+
+def test_a_rebuild_is_not_looked_for_more_often_than_asked(based: Monitor, target: Target) -> None:
+    nightly = target.monitor(embedder=HashingEmbedder())
+
+    def stream() -> Iterator[Post]:
+        yield from posts("space", 2, prefix="early")
+        nightly.build_baseline("alpha:0.1")
+        yield from posts("space", 2, prefix="late", seed=1)
+
+    ingest(based.store, based.embedder, stream(), chunk_size=1, baseline_recheck=3600.0)
+    meta = all_meta(based.store)
+    assert {meta[f"late/{i}"]["baseline_version"] for i in range(2)} == {1}  # within the hour: v1 kept
