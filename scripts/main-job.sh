@@ -6,15 +6,16 @@
 # Uses ../shared/data/20news-bydate.tar.gz when present, else the real sample in the repo.
 # Settings (environment): MONITOR_ARCHIVE, MONITOR_DB (default monitor-db), SNAPSHOT_DIR
 # (default snapshot), TRAIN_PER_GROUP (150), TEST_PER_GROUP (50), OFFTOPIC_PER_GROUP (3).
+# Relative paths (the database, the snapshot, MONITOR_ARCHIVE) are the caller's folder's.
 set -euo pipefail
-cd "$(dirname "$0")/.."
-scripts/setup.sh
+root=$(cd "$(dirname "$0")/.." && pwd)
+"$root/scripts/setup.sh"
 
-archive=${MONITOR_ARCHIVE:-../shared/data/20news-bydate.tar.gz}
-[ -f "$archive" ] || archive=monitor/data/20news-sample.tar.gz
+archive=${MONITOR_ARCHIVE:-$(realpath -m "$root/../shared/data/20news-bydate.tar.gz")}
+[ -f "$archive" ] || archive=$root/monitor/data/20news-sample.tar.gz
 export MONITOR_DB=${MONITOR_DB:-monitor-db}
 snapshot=${SNAPSHOT_DIR:-snapshot}
-monitor=.venv/bin/monitor
+monitor=$root/.venv/bin/monitor
 
 step() { printf '\n== %s\n' "$*" >&2; }
 

@@ -4,7 +4,8 @@
 # Uses the same settings as every monitor command: MONITOR_DB or MONITOR_CHROMA_URL,
 # MONITOR_COLLECTION, MONITOR_SNAPSHOTS (default ./snapshots). Extra arguments go to
 # `monitor nightly`. Exit 75: another run (or, embedded, another writer) still holds the lock.
+# Relative paths are the caller's: run it from anywhere, it uses the repo's .venv.
 set -euo pipefail
-cd "$(dirname "$0")/.."
-[ -x .venv/bin/monitor ] || scripts/setup.sh
-exec .venv/bin/monitor nightly --keep "${NIGHTLY_KEEP:-14}" "$@"
+root=$(cd "$(dirname "$0")/.." && pwd)
+[ -x "$root/.venv/bin/monitor" ] || "$root/scripts/setup.sh"
+exec "$root/.venv/bin/monitor" nightly --keep "${NIGHTLY_KEEP:-14}" "$@"

@@ -354,6 +354,24 @@ def test_a_nightly_killed_mid_snapshot_leaves_no_dated_folder(
     assert snapshot_folders(out) == [Path(stdout.strip())]
 
 
+def test_nightly_script_takes_paths_from_the_callers_folder(tmp_path: Path) -> None:
+    """scripts/nightly.sh run from elsewhere (cron): MONITOR_DB and --out are the caller's paths."""
+    with Monitor(tmp_path / "db", embedder=HashingEmbedder()) as mon:
+        mon.ingest(train_posts(12))
+    script = Path(__file__).resolve().parent.parent / "scripts" / "nightly.sh"
+    proc = subprocess.run(
+        [script, "--out", "snaps", "--min-posts", "5", "--max-points", "20"],
+        cwd=tmp_path,
+        env={**os.environ, "MONITOR_DB": "db"},
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert proc.returncode == 0, proc.stderr
+    written = tmp_path / proc.stdout.strip()
+    assert written.parent == tmp_path / "snaps" and (written / "summary.json").is_file()
+
+
 def test_overlapping_nightly_runs_exit_75(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     db, out = tmp_path / "db", tmp_path / "snaps"
     Monitor(db, embedder=HashingEmbedder()).ingest(train_posts(12))
