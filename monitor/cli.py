@@ -96,6 +96,8 @@ def cli(ctx: click.Context, db: Path, chroma_url: str | None, collection: str, v
     logging.basicConfig(
         level=logging.INFO if verbose else logging.WARNING, format="%(message)s", stream=sys.stderr
     )
+    if chroma_url is not None and ctx.get_parameter_source("db") is click.core.ParameterSource.COMMANDLINE:
+        raise InputError("give --db or --chroma-url, not both (a server keeps its own data)")
     ctx.obj = {"db": db, "url": chroma_url, "collection": collection}
 
 
@@ -107,7 +109,7 @@ def _monitor(
     A command that writes takes an embedded folder's writer lock first (one writer at a time).
     """
     o = ctx.obj
-    if not create and not o["url"] and not (Path(o["db"]) / "chroma.sqlite3").is_file():
+    if not create and o["url"] is None and not (Path(o["db"]) / "chroma.sqlite3").is_file():
         raise StoreError(f"no monitor database at {o['db']} (check --db, or ingest posts first)")
     if write and o["url"] is None:  # take the folder's writer lock before Chroma opens it
         check_collection_name(o["collection"])  # and create nothing for a name Chroma refuses

@@ -102,6 +102,10 @@ def _client(db: str | Path | None, url: str | None) -> Any:
                     settings=settings,
                 )
             except Exception as exc:  # ValueError "Could not connect to a Chroma server"
+                if _first_line(exc).lstrip().startswith("<"):  # a web page: something else listens there
+                    raise StoreError(
+                        f"{url} answers, but not as a Chroma server (it sent a web page): check the port"
+                    ) from exc
                 if attempt == RETRIES:
                     hint = " (is it an http server? the URL says https)" if parsed.scheme == "https" else ""
                     raise StoreError(

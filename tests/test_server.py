@@ -156,6 +156,31 @@ def test_a_server_that_is_down_is_one_line_naming_the_url(capsys: pytest.Capture
     assert code == 1 and "bad Chroma URL" in error_line(err)
 
 
+def test_a_url_that_is_not_a_chroma_server_is_one_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from http.server import HTTPServer, SimpleHTTPRequestHandler
+
+    class Quiet(SimpleHTTPRequestHandler):
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    web = HTTPServer(("127.0.0.1", 0), Quiet)
+    threading.Thread(target=web.serve_forever, daemon=True).start()
+    try:
+        url = f"http://127.0.0.1:{web.server_address[1]}"
+        code, out, err = run_main(["--chroma-url", url, "stats"], capsys)
+    finally:
+        web.shutdown()
+    assert code == 1 and out == ""
+    assert error_line(err) == f"Error: {url} answers, but not as a Chroma server (it sent a web page): check the port"
+    code, _, err = run_main(["--chroma-url", "", "stats"], capsys)  # empty, also for read-only commands
+    assert code == 1 and "--chroma-url is empty" in error_line(err)
+    code, _, err = run_main(["--db", tmp_path / "db", "--chroma-url", url, "stats"], capsys)
+    assert code == 1 and "give --db or --chroma-url, not both" in error_line(err)
+    assert not (tmp_path / "db").exists()
+
+
 def test_a_dropped_connection_is_retried_until_the_server_is_back(own_server: ChromaServer) -> None:
     store = ChromaStore.open(url=own_server.url, collection="retry-test")
     dim = 16
