@@ -17,6 +17,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+from chroma_server import free_port
 from conftest import run_main as run
 from conftest import topic_text
 from gemini_standin import StandIn, standin_vector
@@ -300,6 +301,29 @@ def test_failure_mid_ingest_keeps_what_was_stored_and_resume_embeds_only_the_res
 
     again = Monitor(tmp_path / "db", embedder=embedder(standin)).ingest(data)
     assert again.unchanged == 250 and len(standin.requests) - before == 1  # nothing re-embedded
+
+
+def test_a_rerun_of_stored_posts_needs_no_key(
+    tmp_path: Path, standin: StandIn, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Nothing is sent for posts already stored, so nothing needs the key."""
+    data = posts(30)
+    Monitor(tmp_path / "db", embedder=embedder(standin)).ingest(data)
+    sent = len(standin.requests)
+    monkeypatch.delenv("GEMINI_API_KEY")
+    again = Monitor(tmp_path / "db", embedder=embedder(standin)).ingest(data)
+    assert again.unchanged == 30 and len(standin.requests) == sent
+    with pytest.raises(EmbedderError, match=r"^no Gemini API key"):  # a new post does need it
+        Monitor(tmp_path / "db", embedder=embedder(standin)).ingest(posts(1, start=30))
+    assert ChromaStore.open(tmp_path / "db").count() == 30
+
+
+def test_no_connection_says_to_check_the_network() -> None:
+    policy = RetryPolicy(max_attempts=2, base_delay=0.001, sleep=FakeSleep())
+    emb = GeminiEmbedder(dim=768, base_url=f"http://127.0.0.1:{free_port()}", retry=policy, timeout=2)
+    with pytest.raises(RetriesExhausted, match="check the network") as caught:
+        emb.encode(["a post"])
+    assert "requests-per-minute" not in str(caught.value) and KEY not in str(caught.value)
 
 
 # -- the CLI: the main job end to end ------------------------------------------------------------------

@@ -22,13 +22,19 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 
+RETRY_ADVICE = "try again later or lower --requests-per-minute"
+
+
 class Transient(Exception):
     """A failure worth retrying; ``retry_after`` is the server's requested wait in seconds."""
 
-    def __init__(self, reason: str, retry_after: float | None = None) -> None:
+    def __init__(
+        self, reason: str, retry_after: float | None = None, advice: str = RETRY_ADVICE
+    ) -> None:
         super().__init__(reason)
         self.reason = reason
         self.retry_after = retry_after
+        self.advice = advice  # what to tell the user if it never succeeds
 
 
 class RetriesExhausted(EmbedderError):
@@ -65,15 +71,14 @@ class RetryPolicy:
             except Transient as exc:
                 if attempt == self.max_attempts:
                     raise RetriesExhausted(
-                        f"{what} failed {attempt} times (last: {exc.reason}); "
-                        "try again later or lower --requests-per-minute"
+                        f"{what} failed {attempt} times (last: {exc.reason}); {exc.advice}"
                     ) from None
                 wait = self.delay(attempt, exc.retry_after)
                 if waited + wait > self.max_total_wait:
                     raise RetriesExhausted(
                         f"{what} still failing ({exc.reason}) after {attempt} attempts and {waited:.0f}s "
                         f"of waiting; the next wait ({wait:.0f}s) would pass the {self.max_total_wait:.0f}s "
-                        "limit: try again later or lower --requests-per-minute"
+                        f"limit: {exc.advice}"
                     ) from None
                 log.warning(
                     "%s: %s; retry %d/%d in %.1fs", what, exc.reason, attempt, self.max_attempts - 1, wait

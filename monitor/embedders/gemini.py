@@ -161,8 +161,17 @@ class GeminiEmbedder(Embedder):
         self.limiter = limiter or RateLimiter(requests_per_minute)
         self.requests = 0  # HTTP requests sent, retries included
         self.texts_embedded = 0
-        self._client = client if client is not None else _make_client(base_url, timeout)
+        # the SDK client (and with it the API key) is needed only once something is sent: an ingest
+        # of posts that are all stored already runs without a key
+        self._client_obj = client
+        self._client_settings = (base_url, timeout)
         self._config = _config(task_type, dim)
+
+    @property
+    def _client(self) -> Any:
+        if self._client_obj is None:
+            self._client_obj = _make_client(*self._client_settings)
+        return self._client_obj
 
     def stamp(self) -> dict[str, str | int]:
         return {
@@ -195,16 +204,18 @@ class GeminiEmbedder(Embedder):
             start = stop
 
     def _embed_batch(self, texts: list[str]) -> np.ndarray:
+        client = self._client  # set up (key checked) before the rate limiter starts its clock
+
         def attempt() -> np.ndarray:
             self.limiter.acquire()
             self.requests += 1
-            return self._send(texts)
+            return self._send(client, texts)
 
         return self.retry.call(attempt, what=f"Gemini {self.model} request")
 
-    def _send(self, texts: list[str]) -> np.ndarray:
+    def _send(self, client: Any, texts: list[str]) -> np.ndarray:
         try:
-            response = self._client.models.embed_content(
+            response = client.models.embed_content(
                 model=self.model, contents=texts, config=self._config
             )
         except Exception as exc:
@@ -236,7 +247,11 @@ class GeminiEmbedder(Embedder):
                 return Transient(label, _retry_after(exc))
             return EmbedderError(self._explain(code, label, message))
         if _is_network_error(exc):
-            return Transient(f"{type(exc).__name__} (no answer in time or connection failed)")
+            return Transient(
+                f"{type(exc).__name__} (no answer in time or connection failed)",
+                advice="check the network (and GOOGLE_GEMINI_BASE_URL if set), then run the same command "
+                "again: posts stored so far are kept",
+            )
         first = redact(str(exc).strip().splitlines()[0]) if str(exc).strip() else ""
         return EmbedderError(f"Gemini {self.model} request failed: {type(exc).__name__}: {first}")
 
