@@ -83,9 +83,9 @@ class Monitor:
         exclude: Sequence[str] = (),
         per_category: int | None = None,
         seed: int = 0,
-        id_field: str = "id",
+        id_field: str | None = None,
         text_field: str = "text",
-        category_field: str = "category",
+        category_field: str | None = None,
         clean: str = "seed",
         as_category: str | None = None,
         chunk_size: int | None = None,
@@ -189,7 +189,7 @@ class Monitor:
         robust: bool = False,
         format: str | None = None,
         text_field: str = "text",
-        category_field: str = "category",
+        category_field: str | None = None,
         progress: Progress | None = None,
     ) -> list[dict[str, Any]]:
         """Score labelled arrivals (JSONL/CSV with a truth field; not stored) against the stored

@@ -247,9 +247,9 @@ def ingest(
         "exclude": exclude,
         "per_category": per_category,
         "seed": seed,
-        "id_field": id_field or "id",
+        "id_field": id_field,  # named: required in every record; else "id", optional
         "text_field": text_field or "text",
-        "category_field": category_field or "category",
+        "category_field": category_field,
     }
     opened = open_source(source, **kwargs)  # fails fast on a bad path, before the model loads
     if not embedder.startswith("gemini"):  # MONITOR_GEMINI_* in the environment concern gemini only
@@ -721,7 +721,7 @@ def evaluate(
                 per_category=per_category,
                 robust=robust,
                 text_field=text_field,
-                category_field=category_field,
+                category_field=category_field if typed("category_field") else None,
                 progress=advance,
             )
     if not recipe:

@@ -265,6 +265,8 @@ def _store_chunk(
     refile: list[_Prepared] = []
     for p in posts:
         old = stored.get(p.id)
+        if old is not None and p.category is None and old.get("category") is not None:
+            p = _keep_category(p, str(old["category"]))  # a record without one never un-files a post
         if old is None or old.get("text_sha") != p.meta["text_sha"]:
             fresh.append(p)
         elif old.get("category") != p.category:
@@ -280,6 +282,10 @@ def _store_chunk(
         report.flagged += int(r["verdict"] == "outlier")
     if on_results and results:
         on_results(results)
+
+
+def _keep_category(p: _Prepared, category: str) -> _Prepared:
+    return _Prepared(p.id, p.text, category, {**p.meta, "category": category, "has_category": True})
 
 
 def _embed_and_store(

@@ -678,3 +678,43 @@ def test_outliers_csv_has_fixed_columns_even_when_empty(
     assert code == 0 and out.strip() == ",".join(OUTLIER_FIELDS)
     code, _, err = run_main(["--db", db, "outliers", "--category", " "], capsys)
     assert code == 1 and "--category is empty" in one_error_line(err)
+
+
+# -- third fresh-user round ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("flag", ["--id-field", "--category-field"])
+def test_a_mistyped_field_name_fails_and_changes_nothing(
+    flag: str, seeded: tuple[Path, Path], capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A named field that no record has: every record skipped, exit 1; no duplicates, no lost categories."""
+    db, good = seeded
+    before = all_meta(db)
+    code, _, err = run_main(["--db", db, "ingest", good, *HASH, flag, "nosuch"], capsys)
+    assert code == 1
+    assert f"skipped 30: no 'nosuch' field ({flag})" in err
+    assert err.rstrip().splitlines()[-1].startswith("Error: none of the 30 records")
+    assert all_meta(db) == before
+
+
+@pytest.mark.parametrize("flag", ["--id-field", "--category-field"])
+def test_a_csv_without_the_named_column_is_refused(
+    flag: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    src = tmp_path / "a.csv"
+    src.write_text('id,text,category\nx1,"a post about orbits",alpha\n', encoding="utf-8")
+    code, _, err = run_main(["--db", tmp_path / "db", "ingest", src, *HASH, flag, "ID"], capsys)
+    assert code == 1
+    assert err == f"Error: {src} has no 'ID' column for {flag} (columns: 'id', 'text', 'category')\n"
+    assert not (tmp_path / "db").exists()
+
+
+def test_a_record_without_a_category_never_unfiles_a_stored_post(
+    seeded: tuple[Path, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    db, _ = seeded
+    bare = write_jsonl(tmp_path / "bare.jsonl", [{"id": r["id"], "text": r["text"]} for r in good_records(4)])
+    code, _, err = run_main(["--db", db, "ingest", bare, *HASH], capsys)
+    assert code == 0, err
+    assert "0 refiled, 4 unchanged" in err
+    assert [all_meta(db)[f"g{i}"]["category"] for i in range(4)] == ["alpha", "beta", "alpha", "beta"]

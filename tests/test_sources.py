@@ -373,7 +373,7 @@ def test_csv_without_text_column(tmp_path: Path) -> None:
     path = write(tmp_path, "n.csv", "id,body\n1,x\n")
     with pytest.raises(InputError) as err:
         list(CsvSource(str(path)))
-    assert input_error(err) == f"{path} has no 'text' column (columns: 'id', 'body')"
+    assert input_error(err) == f"{path} has no 'text' column for --text-field (columns: 'id', 'body')"
 
 
 # -- stdin ------------------------------------------------------------------------------------------------

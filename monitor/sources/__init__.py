@@ -48,14 +48,16 @@ def open_source(
     exclude: Sequence[str] = (),
     per_category: int | None = None,
     seed: int = 0,
-    id_field: str = "id",
+    id_field: str | None = None,
     text_field: str = "text",
-    category_field: str = "category",
+    category_field: str | None = None,
 ) -> Source:
     """The source for ``path`` (``-`` is stdin).
 
     ``split``, ``categories``, ``exclude``, ``per_category`` and ``seed`` apply to 20news only;
-    ``id_field``, ``text_field`` and ``category_field`` to JSONL and CSV only.
+    ``id_field``, ``text_field`` and ``category_field`` to JSONL and CSV only. ``id_field`` and
+    ``category_field`` default to ``id`` and ``category``, optional in the data; named, they are
+    required (a record without them is skipped, a CSV header without them refused).
     """
     fmt = resolve_format(path, format)
     if fmt == "20news":

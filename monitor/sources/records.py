@@ -28,6 +28,8 @@ STDIN = "-"
 _SNIFF_BYTES = 8192
 _BINARY_MAGIC = (b"\x1f\x8b", b"PK\x03\x04", b"PK\x05\x06", b"PK\x07\x08")
 _CSV_FIELD_LIMIT = min(sys.maxsize, 2**31 - 1)
+DEFAULT_ID_FIELD = "id"
+DEFAULT_CATEGORY_FIELD = "category"
 
 
 class _RecordSource:
@@ -39,14 +41,17 @@ class _RecordSource:
         self,
         path: str | os.PathLike[str],
         *,
-        id_field: str = "id",
+        id_field: str | None = None,
         text_field: str = "text",
-        category_field: str = "category",
+        category_field: str | None = None,
     ) -> None:
         self._path = str(path)
-        self._id_field = id_field
+        # a field named by the caller must be there (a typo must not turn every id into a content
+        # hash, or leave every post without its category); the defaults are optional
+        self._id_required, self._category_required = id_field is not None, category_field is not None
+        self._id_field = id_field or DEFAULT_ID_FIELD
         self._text_field = text_field
-        self._category_field = category_field
+        self._category_field = category_field or DEFAULT_CATEGORY_FIELD
         self._is_stdin = self._path == STDIN
         self.name = "stdin" if self._is_stdin else self._path
         if not self._is_stdin:
@@ -88,6 +93,10 @@ class _RecordSource:
         if not isinstance(text, str):
             return Skipped(where=where, reason=f"{self._text_field!r} is not a string")
         raw_id = record.get(self._id_field)
+        if self._id_required and (raw_id is None or raw_id == ""):
+            return Skipped(where=where, reason=f"no {self._id_field!r} field (--id-field)")
+        if self._category_required and self._category_field not in record:
+            return Skipped(where=where, reason=f"no {self._category_field!r} field (--category-field)")
         if raw_id is not None and not isinstance(raw_id, str | int | float):
             return Skipped(where=where, reason=f"{self._id_field!r} is not a string or number")
         post_id = str(raw_id) if raw_id is not None and raw_id != "" else None
@@ -180,9 +189,19 @@ class CsvSource(_RecordSource):
         if any(not is_valid_unicode(cell) for cell in header):
             raise InputError(f"{self.name}: the CSV header is not UTF-8")
         header = [cell.strip() for cell in header]
-        if self._text_field not in header:
-            columns = ", ".join(repr(c) for c in header)
-            raise InputError(f"{self.name} has no {self._text_field!r} column (columns: {columns})")
+        named = [
+            (field, flag)
+            for field, flag, needed in (
+                (self._text_field, "--text-field", True),
+                (self._id_field, "--id-field", self._id_required),
+                (self._category_field, "--category-field", self._category_required),
+            )
+            if needed
+        ]
+        for field, flag in named:
+            if field not in header:
+                columns = ", ".join(repr(c) for c in header)
+                raise InputError(f"{self.name} has no {field!r} column for {flag} (columns: {columns})")
         return header
 
 
