@@ -300,9 +300,12 @@ def _run_ingest(
     as_json: bool,
 ) -> None:
     def emit(rows: list[dict[str, Any]]) -> None:
-        for row in rows:
-            click.echo(json.dumps(row, ensure_ascii=False))
-        sys.stdout.flush()
+        try:
+            for row in rows:
+                click.echo(json.dumps(row, ensure_ascii=False))
+            sys.stdout.flush()
+        except BrokenPipeError:  # the reader is gone (`| head -1`): stop here, what is stored stays
+            raise StdoutClosed() from None
 
     total = len(opened) if hasattr(opened, "__len__") else None  # stdin, JSONL, CSV: unknown
     with progress_bar("ingest", total) as advance:
@@ -823,6 +826,11 @@ def nightly(
 # -- entry point -------------------------------------------------------------------------------
 
 
+class StdoutClosed(Exception):
+    """Whoever read stdout has gone; not an OSError, so click does not turn it into exit 1."""
+
+
+
 def main(argv: list[str] | None = None) -> None:
     """Run the CLI; errors become one line on stderr and a non-zero exit, never a traceback."""
     try:
@@ -846,8 +854,9 @@ def main(argv: list[str] | None = None) -> None:
     except MonitorError as exc:
         click.echo(f"Error: {exc}", err=True)
         sys.exit(exc.exit_code)
-    except BrokenPipeError:
-        sys.stderr.close()
+    except (BrokenPipeError, StdoutClosed):
+        # nothing more can be written: point stdout at /dev/null so the exit's own flush is quiet
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         sys.exit(0)
     except Exception as exc:
         if os.environ.get("MONITOR_DEBUG"):

@@ -718,3 +718,29 @@ def test_a_record_without_a_category_never_unfiles_a_stored_post(
     assert code == 0, err
     assert "0 refiled, 4 unchanged" in err
     assert [all_meta(db)[f"g{i}"]["category"] for i in range(4)] == ["alpha", "beta", "alpha", "beta"]
+
+
+def test_verdicts_into_a_reader_that_stops_early_exit_cleanly(tmp_path: Path) -> None:
+    """`monitor ingest - --verdicts | head -1` while stdin is still open: a quiet exit, posts kept."""
+    proc = subprocess.Popen(
+        cli_argv("--db", tmp_path / "db", "ingest", "-", *HASH, "--verdicts"),
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    assert proc.stdin is not None and proc.stdout is not None and proc.stderr is not None
+    try:
+        proc.stdin.write(json.dumps({"id": "p1", "text": "first line", "category": "x"}) + "\n")
+        proc.stdin.flush()
+        assert json.loads(proc.stdout.readline())["id"] == "p1"
+        proc.stdout.close()  # the reader (head -1) is gone
+        proc.stdin.write(json.dumps({"id": "p2", "text": "second line", "category": "x"}) + "\n")
+        proc.stdin.flush()
+        code = proc.wait(timeout=60)  # stdin still open: the exit must not wait for it
+        err = proc.stderr.read()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert code == 0 and "Fatal Python error" not in err and "Traceback" not in err, err
+    assert ChromaStore.open(tmp_path / "db").count() >= 1

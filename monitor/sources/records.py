@@ -238,6 +238,16 @@ def _stdin_lines() -> Iterator[bytes]:
     """Stdin line by line, never reading ahead of the line asked for (so live pipes work)."""
     if sys.stdin is None or sys.stdin.closed:
         raise InputError("stdin is closed: pipe posts in, or give a file")
+    try:
+        fd = sys.stdin.fileno()
+    except (AttributeError, OSError, ValueError):  # a stand-in (tests, notebooks): no descriptor
+        fd = None
+    if fd is not None:
+        # Straight from the descriptor, not through sys.stdin's buffer: the reader thread may be
+        # blocked here when the process exits (say `| head -1` closed stdout), and a thread inside
+        # the buffer holds its lock, which aborts the interpreter at shutdown.
+        yield from _fd_lines(fd)
+        return
     buffer = getattr(sys.stdin, "buffer", None)
     if buffer is None:  # a text-only stand-in for stdin
         for text in sys.stdin:
@@ -245,6 +255,23 @@ def _stdin_lines() -> Iterator[bytes]:
         return
     while line := buffer.readline():
         yield line
+
+
+def _fd_lines(fd: int, size: int = 1 << 16) -> Iterator[bytes]:
+    """Lines (ending kept) from a file descriptor, each yielded as soon as it is complete."""
+    pending = bytearray()
+    while chunk := os.read(fd, size):
+        start = len(pending)
+        pending += chunk
+        cut = pending.rfind(b"\n", start)
+        if cut < 0:
+            continue
+        complete = bytes(pending[: cut + 1])
+        del pending[: cut + 1]
+        for line in complete.split(b"\n")[:-1]:
+            yield line + b"\n"
+    if pending:
+        yield bytes(pending)
 
 
 def _category(value: Any) -> str | None:
