@@ -93,6 +93,21 @@ class _Fitted(NamedTuple):
     mean_distance: float
 
 
+def unit_rows(X: np.ndarray) -> np.ndarray:
+    """``X`` as float32 rows of length 1 (zero rows stay zero); rows already unit are left bit-exact.
+
+    The scores are cosine-based: knn's ``1 - dot`` means nothing for raw vectors, so the estimator
+    normalises whatever it is given, as the embedders do.
+    """
+    X = np.asarray(X, dtype=np.float32)
+    if X.ndim != 2 or not X.size:
+        return X
+    norms = np.linalg.norm(X, axis=1)
+    if np.all(np.abs(norms - 1) <= 1e-4):
+        return X
+    return (X / np.where(norms > 0, norms, 1)[:, None]).astype(np.float32)
+
+
 def _finite_or_none(x: float) -> float | None:
     return float(x) if math.isfinite(x) else None
 
@@ -122,7 +137,7 @@ class CategoryDetector(BaseEstimator):
     def fit(
         self, X: np.ndarray, y: Sequence[str | None], *, exclude: Sequence[bool] | None = None
     ) -> CategoryDetector:
-        """Learn from vectors ``X`` (unit rows) with categories ``y`` (None rows ignored).
+        """Learn from vectors ``X`` with categories ``y`` (None rows ignored); rows are L2-normalised.
 
         ``exclude[i]``: row i stays out of its category's reference posts (centroid and
         neighbours) but is still scored for calibration, as a newcomer would be — the robust
@@ -153,7 +168,7 @@ class CategoryDetector(BaseEstimator):
         fitted: dict[str, _Fitted] = {}
         reference: dict[str, np.ndarray] = {}
         for group in groups:
-            cat, Xc = group[0], np.asarray(group[1], dtype=np.float32)
+            cat, Xc = group[0], unit_rows(group[1])
             out = np.asarray(group[2], bool) if len(group) > 2 else np.zeros(len(Xc), bool)
             ref, rest = Xc[~out], Xc[out]
             if not len(ref):
@@ -278,10 +293,12 @@ class CategoryDetector(BaseEstimator):
         leave-one-out, like the calibration scores it is compared with.
         """
         self._check_fitted()
-        X = np.asarray(X, dtype=np.float32)
+        X = unit_rows(X)
         cats = list(categories) if categories is not None else [None] * len(X)
         if X.ndim != 2 or len(cats) != len(X):
             raise ValueError(f"X must be 2-D with one category per row: got shape {X.shape} and {len(cats)}")
+        if len(self.categories_) and X.shape[1] != self.centroids_.shape[1]:
+            raise ValueError(f"X has {X.shape[1]} columns; the detector was fitted on {self.centroids_.shape[1]}")
         claimed = np.array([c is not None for c in cats], dtype=bool)
         member = claimed & (np.zeros(len(X), bool) if members is None else np.asarray(members, bool))
         dist = self.centroid_distances(X)

@@ -144,3 +144,28 @@ def test_is_a_scikit_learn_estimator(clusters: tuple[np.ndarray, list[str]]) -> 
     labels = det.fit_predict(X, y)
     assert set(labels.tolist()) == {-1, 1}
     assert 0.15 <= (labels == -1).mean() <= 0.25
+
+
+@pytest.mark.parametrize("scale", [0.1, 7.0])
+def test_raw_vectors_are_normalised_so_knn_means_the_same(
+    clusters: tuple[np.ndarray, list[str]], scale: float
+) -> None:
+    """The scores are cosine-based: vectors of any length give the verdicts of their unit rows."""
+    from monitor.detector import CategoryDetector
+
+    X, y = clusters
+    new = np.vstack([X[:5], -X[:5]])  # five typical posts of "a", five pointing the other way
+    cats = ["a"] * 10
+    unit = CategoryDetector(score="knn:5").fit(X, y)
+    raw = CategoryDetector(score="knn:5").fit(X * scale, y)
+    np.testing.assert_allclose(raw.thresholds_, unit.thresholds_, atol=1e-6)
+    assert (raw.thresholds_ > 0).all()
+    np.testing.assert_array_equal(raw.predict(new * scale, cats), unit.predict(new, cats))
+    assert list(raw.predict(-X[:5] * scale, ["a"] * 5)) == [-1] * 5
+
+
+def test_a_vector_of_the_wrong_width_is_a_clear_error(clusters: tuple[np.ndarray, list[str]]) -> None:
+    X, y = clusters
+    det = CentroidDetector().fit(X, y)
+    with pytest.raises(ValueError, match="X has 3 columns; the detector was fitted on 4"):
+        det.predict(np.ones((2, 3)), ["a", "b"])
