@@ -9,6 +9,7 @@
 
 from __future__ import annotations
 
+import fnmatch
 import os
 from collections.abc import Callable, Iterable, Sequence
 from datetime import datetime
@@ -27,7 +28,7 @@ from monitor.quality import RECIPE_KEY, labelled_arrivals, newsgroups_recipe, st
 from monitor.query import collection_stats, find_outliers, own_distances, parse_since, radius_sweep
 from monitor.scores import DEFAULT_SCORE
 from monitor.scoring import RescoreReport, rescore
-from monitor.sources import open_source, resolve_format
+from monitor.sources import NewsgroupArchive, open_source, resolve_format
 from monitor.store import DEFAULT_COLLECTION, DEFAULT_DB, ChromaStore
 
 Progress = Callable[[int], None]
@@ -226,6 +227,13 @@ class Monitor:
         splits them in memory for each seed (see :func:`monitor.quality.newsgroups_recipe`)."""
         if resolve_format(os.fspath(archive), None) != "20news":
             raise InputError(f"--recipe needs a 20 Newsgroups archive or folder, not {os.fspath(archive)}")
+        groups = NewsgroupArchive(archive, split="all").categories_found  # checked before any work
+        topics = [g for g in groups if fnmatch.fnmatchcase(g, in_topic)]
+        if len(topics) < 2 or len(topics) == len(groups):
+            raise InputError(
+                f"--in-topic {in_topic!r} matches {len(topics)} of the archive's {len(groups)} groups: "
+                "the recipe needs at least two in-topic groups and some others"
+            )
         stored = self.store.count()
         marker = self.store.collection_metadata().get(RECIPE_KEY) if stored else None
         if stored and marker is None:

@@ -18,6 +18,7 @@ from sklearn.metrics import average_precision_score, roc_auc_score
 
 from monitor.calibration import ThresholdPolicy
 from monitor.detector import DEFAULT_MIN_POSTS, CategoryDetector
+from monitor.errors import InputError
 from monitor.scores import ScoreSpec
 
 DEFAULT_SCORES = ("centroid", "knn")
@@ -169,7 +170,7 @@ def newsgroups_split(
     cats = np.asarray(categories, dtype=object)
     topics = sorted({c for c in cats.tolist() if fnmatch.fnmatchcase(c, in_topic)})
     if len(topics) < 2:
-        raise ValueError(f"the recipe needs at least two groups matching {in_topic!r}")
+        raise InputError(f"the recipe needs at least two groups matching {in_topic!r}")
     ref_idx: list[int] = []
     held_idx: list[int] = []
     for t in topics:

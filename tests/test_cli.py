@@ -744,3 +744,17 @@ def test_verdicts_into_a_reader_that_stops_early_exit_cleanly(tmp_path: Path) ->
             proc.kill()
     assert code == 0 and "Fatal Python error" not in err and "Traceback" not in err, err
     assert ChromaStore.open(tmp_path / "db").count() >= 1
+
+
+@pytest.mark.parametrize(("in_topic", "matches"), [("sci.space", 1), ("*", 20), ("nosuch.*", 0)])
+def test_a_recipe_that_cannot_split_is_refused_before_any_work(
+    in_topic: str, matches: int, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    db = tmp_path / "db"
+    code, out, err = run_main(["--db", db, "evaluate", SAMPLE, "--recipe", "--in-topic", in_topic, *HASH], capsys)
+    assert code == 1 and out == ""
+    assert err == (
+        f"Error: --in-topic {in_topic!r} matches {matches} of the archive's 20 groups: "
+        "the recipe needs at least two in-topic groups and some others\n"
+    )
+    assert not (db / "chroma.sqlite3").exists() or ChromaStore.open(db).count() == 0
