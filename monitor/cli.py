@@ -6,6 +6,7 @@ summaries and errors go to stderr. Any :class:`MonitorError` becomes one line an
 
 from __future__ import annotations
 
+import fnmatch
 import json
 import logging
 import math
@@ -478,9 +479,12 @@ def outliers(
         raise InputError(f"bad --min-distance {min_distance}: expected a finite number")
     if category is not None and not category.strip():
         raise InputError("--category is empty")
-    rows = _monitor(ctx).outliers(
-        category=category, since=since, min_distance=min_distance, limit=limit, alpha=alpha
-    )
+    mon = _monitor(ctx)
+    rows = mon.outliers(category=category, since=since, min_distance=min_distance, limit=limit, alpha=alpha)
+    baseline = mon.baseline() if category is not None and not rows else None
+    if baseline is not None and not fnmatch.filter(baseline.detector.categories_, category or ""):
+        have = ", ".join(baseline.detector.categories_)  # a typo looks just like "no outliers": say so
+        click.echo(f"note: no baseline category matches {category!r} (have: {have})", err=True)
     columns: tuple[str, ...] = OUTLIER_FIELDS  # the same columns whether or not there are rows
     if fmt == "table":  # people get the essentials; json/csv/nl carry every field
         columns = (*OUTLIER_COLUMNS[:-1], "original_category", "excerpt")

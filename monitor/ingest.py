@@ -100,6 +100,10 @@ class CategoryAssigner:
                         f"--as-category {part!r} matches no baseline category (have: {', '.join(known) or 'none'})"
                     )
                 choices.extend(matched)
+            elif known and part not in known:  # a typo would file every post where no baseline is
+                raise InputError(
+                    f"--as-category {part!r} is not a baseline category (have: {', '.join(known)})"
+                )
             else:
                 choices.append(part)
         if not choices:
@@ -160,7 +164,7 @@ def ingest(
     baseline = _usable_baseline(store, embedder)
     assigner = (
         CategoryAssigner(as_category, baseline.detector.categories_ if baseline else [], seed)
-        if as_category
+        if as_category is not None
         else None
     )
     report = IngestReport()

@@ -758,3 +758,15 @@ def test_a_recipe_that_cannot_split_is_refused_before_any_work(
         "the recipe needs at least two in-topic groups and some others\n"
     )
     assert not (db / "chroma.sqlite3").exists() or ChromaStore.open(db).count() == 0
+
+
+def test_outliers_for_a_category_nobody_has_says_so(
+    seeded: tuple[Path, Path], capsys: pytest.CaptureFixture[str]
+) -> None:
+    db, _ = seeded
+    assert run_main(["--db", db, "baseline", "--min-posts", 5], capsys)[0] == 0
+    code, out, err = run_main(["--db", db, "outliers", "--category", "alpah", "--format", "json"], capsys)
+    assert code == 0 and json.loads(out) == []
+    assert err == "note: no baseline category matches 'alpah' (have: alpha, beta)\n"
+    code, out, err = run_main(["--db", db, "outliers", "--category", "alpha", "--alpha", "0.0001"], capsys)
+    assert code == 0 and err == ""  # a real category with nothing flagged: no note

@@ -305,11 +305,19 @@ def test_category_assigner_globs_and_is_deterministic() -> None:
     assert [CategoryAssigner("sci.*", known, seed=0)(i) for i in ids] == picks
     assert [CategoryAssigner("sci.*", known, seed=1)(i) for i in ids] != picks
     assert CategoryAssigner("talk.politics, sci.med", known).choices == ["sci.med", "talk.politics"]
-    assert {CategoryAssigner("rec.autos", known)(i) for i in ids} == {"rec.autos"}  # a plain name
+    assert {CategoryAssigner("rec.autos", [])(i) for i in ids} == {"rec.autos"}  # no baseline: any name
+    with pytest.raises(InputError, match=r"'rec\.autos' is not a baseline category"):
+        CategoryAssigner("rec.autos", known)  # with one, a name must be one of its categories
     with pytest.raises(InputError, match="matches no baseline category"):
         CategoryAssigner("rec.*", known)
-    with pytest.raises(InputError, match="empty"):
-        CategoryAssigner(" , ", known)
+    for empty in (" , ", ""):
+        with pytest.raises(InputError, match="empty"):
+            CategoryAssigner(empty, known)
+
+
+def test_an_empty_as_category_is_refused_not_ignored(based: Monitor) -> None:
+    with pytest.raises(InputError, match="--as-category is empty"):
+        based.ingest(posts("autos", 2, category="rec.autos", prefix="e"), as_category="")
 
 
 def test_as_category_files_posts_and_keeps_original(based: Monitor) -> None:
