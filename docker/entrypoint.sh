@@ -19,8 +19,10 @@ wait_s="${MONITOR_WAIT_SECONDS:-120}"
 
 log() { echo "$(date -u +%Y-%m-%dT%H:%M:%SZ) monitor: $*" >&2; }
 
-# PID 1 in a container gets no default signal handling: stop at once on docker stop / Ctrl-C.
-trap 'log "stopping"; exit 143' TERM INT
+# PID 1 in a container gets no default signal handling: stop at once on docker stop / Ctrl-C
+# (and take the pending sleep along, so nothing is left running when this is run by hand).
+sleeper=
+trap 'log "stopping"; [ -z "$sleeper" ] || kill "$sleeper" 2>/dev/null; exit 143' TERM INT
 
 # Check the settings before waiting for anything: a typo must not become a restart loop.
 case "$at" in
@@ -30,6 +32,15 @@ esac
 case "$keep" in
   '' | *[!0-9]* | 0) echo "monitor: NIGHTLY_KEEP must be a whole number of at least 1, got '$keep'" >&2; exit 2 ;;
 esac
+python - "$MONITOR_CHROMA_URL" <<'PY' || exit 2
+import sys
+from monitor.errors import MonitorError
+from monitor.store import normalise_url
+try:
+    normalise_url(sys.argv[1])
+except MonitorError as exc:
+    sys.exit(f"monitor: MONITOR_CHROMA_URL: {exc}")
+PY
 
 wait_for_server() {
   python - "$MONITOR_CHROMA_URL" "$wait_s" <<'PY'
@@ -77,7 +88,9 @@ while true; do
   pause=$(seconds_until "$at")
   log "next nightly run at $at UTC (in ${pause}s)"
   sleep "$pause" &
-  wait $!  # interruptible by the TERM trap (a foreground sleep would delay it)
+  sleeper=$!
+  wait "$sleeper"  # interruptible by the TERM trap (a foreground sleep would delay it)
+  sleeper=
   wait_for_server || continue
   run || log "nightly run failed (exit $?); next one tomorrow"
 done

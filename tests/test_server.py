@@ -526,6 +526,11 @@ def test_container_entrypoint_runs_the_nightly_job_against_a_server(
     down = entrypoint({**env, "MONITOR_CHROMA_URL": url, "MONITOR_WAIT_SECONDS": "1"})
     assert down.returncode != 0 and f"no Chroma server answering at {url}" in down.stderr
 
+    start = time.monotonic()  # a typo in the URL: refused at once, not after the heartbeat wait
+    typo = entrypoint({**env, "MONITOR_CHROMA_URL": "ftp://chroma:8000", "MONITOR_WAIT_SECONDS": "60"})
+    assert typo.returncode == 2 and time.monotonic() - start < 30
+    assert typo.stderr.startswith("monitor: MONITOR_CHROMA_URL: bad Chroma URL 'ftp://chroma:8000'")
+
 
 def test_container_entrypoint_schedules_the_next_run(chroma_server: ChromaServer, tmp_path: Path) -> None:
     from datetime import UTC, datetime, timedelta
@@ -540,15 +545,34 @@ def test_container_entrypoint_schedules_the_next_run(chroma_server: ChromaServer
     try:
         assert proc.stderr is not None
         line = proc.stderr.readline()
-    finally:  # the loop sleeps in a child process: end it, then the shell
-        for child in _children(proc.pid):
-            os.kill(child, signal.SIGTERM)
-        proc.terminate()
+        sleepers = _children(proc.pid)
+    finally:
+        proc.terminate()  # docker stop: the shell's trap ends its pending sleep too
         proc.wait(timeout=30)
+    assert proc.returncode == 143
+    assert sleepers and _gone(sleepers), "the entrypoint left its sleep running"
     assert f"next nightly run at {at} UTC" in line, line
     pause = int(line.rsplit("(in ", 1)[1].split("s)")[0])
     assert 2 * 3600 - 120 <= pause <= 2 * 3600  # to the minute
     assert not list(tmp_path.iterdir())  # nothing ran yet
+
+
+def _gone(pids: list[int], within: float = 10.0) -> bool:
+    """Whether every pid has ended (exited or a zombie waiting to be reaped) within ``within`` s."""
+    deadline = time.monotonic() + within
+    while time.monotonic() < deadline:
+        alive = []
+        for pid in pids:
+            try:
+                state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+            except OSError:
+                continue
+            if state != "Z":
+                alive.append(pid)
+        if not alive:
+            return True
+        time.sleep(0.1)
+    return False
 
 
 def _children(pid: int) -> list[int]:
