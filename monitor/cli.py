@@ -102,6 +102,19 @@ def cli(ctx: click.Context, db: Path, chroma_url: str | None, collection: str, v
     ctx.obj = {"db": db, "url": chroma_url, "collection": collection}
 
 
+def _lock_folder(ctx: click.Context) -> None:
+    """Take an embedded folder's writer lock (once per command), before Chroma or a model is opened:
+    a second writer is refused at once, before any work."""
+    o = ctx.obj
+    if o["url"] is not None or o.get("locked"):
+        return
+    check_collection_name(o["collection"])  # and create nothing for a name Chroma refuses
+    early = writer_lock(Path(o["db"]).resolve(), f"monitor {ctx.info_name}", shown=str(o["db"]))
+    early.acquire()
+    ctx.call_on_close(early.release)
+    o["locked"] = True
+
+
 def _monitor(
     ctx: click.Context, embedder: str | Embedder = "minilm", *, create: bool = False, write: bool = False
 ) -> Monitor:
@@ -112,11 +125,8 @@ def _monitor(
     o = ctx.obj
     if not create and o["url"] is None and not (Path(o["db"]) / "chroma.sqlite3").is_file():
         raise StoreError(f"no monitor database at {o['db']} (check --db, or ingest posts first)")
-    if write and o["url"] is None:  # take the folder's writer lock before Chroma opens it
-        check_collection_name(o["collection"])  # and create nothing for a name Chroma refuses
-        early = writer_lock(Path(o["db"]).resolve(), f"monitor {ctx.info_name}", shown=str(o["db"]))
-        early.acquire()
-        ctx.call_on_close(early.release)
+    if write:
+        _lock_folder(ctx)
     mon = Monitor(o["db"], url=o["url"], collection=o["collection"], embedder=embedder)
     ctx.call_on_close(mon.close)
     if write:
@@ -264,7 +274,11 @@ def ingest(
                 ("texts_per_request", texts_per_request),
             )
         )
-    model = make_embedder(  # a bad --embedder (or a missing API key) fails before a db is created
+    db = Path(ctx.obj["db"])
+    new_db = not ctx.obj["url"] and not db.exists()
+    if not new_db:
+        _lock_folder(ctx)  # another writer: refused before the model loads
+    model = make_embedder(  # a bad --embedder fails before a db is created
         embedder,
         threads=threads,
         task_type=task_type,
@@ -272,8 +286,6 @@ def ingest(
         requests_per_minute=requests_per_minute,
         texts_per_request=texts_per_request,
     )
-    db = Path(ctx.obj["db"])
-    new_db = not ctx.obj["url"] and not db.exists()
     mon = _monitor(ctx, model, create=True, write=True)
     before = 0 if new_db else mon.store.count()
     try:
