@@ -485,8 +485,6 @@ def outliers(
     fmt: str,
 ) -> None:
     """List flagged posts, most unusual (smallest p-value) first."""
-    if alpha is not None and not 0 < alpha < 1:
-        raise InputError(f"bad --alpha {alpha}: expected a number between 0 and 1")
     if min_distance is not None and not math.isfinite(min_distance):
         raise InputError(f"bad --min-distance {min_distance}: expected a finite number")
     if category is not None and not category.strip():

@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 
 from monitor.baseline import Baseline, load_baseline
-from monitor.errors import BaselineError, MonitorError
+from monitor.errors import BaselineError, InputError, MonitorError
 from monitor.store import ChromaStore
 
 EXCERPT_CHARS = 160
@@ -61,6 +61,8 @@ def find_outliers(
     "stored p-value <= alpha", so any level can be asked for after the fact.
     """
     if alpha is not None:
+        if not 0 < alpha < 1:  # NaN fails too
+            raise InputError(f"bad --alpha {alpha}: expected a number between 0 and 1")
         baseline = load_baseline(store)
         if baseline is None or not any(c.n for c in baseline.detector.calibrations_):
             raise BaselineError(

@@ -14,6 +14,7 @@ from monitor.api import Monitor
 from monitor.baseline import MEMBER_KEY, load_baseline
 from monitor.cli import main
 from monitor.embedders.hashing import HashingEmbedder
+from monitor.errors import InputError
 from monitor.posts import Post
 
 
@@ -70,6 +71,9 @@ def test_arrivals_store_score_p_value_and_looks_like(mon: Monitor) -> None:
     # any alpha after the fact, from the stored p-values
     at_20 = mon.outliers(alpha=0.2)
     assert {r["id"] for r in at_20} == {i for i, m in stored.items() if m.get("p_value", 1) <= 0.2}
+    for bad in (5, 0, float("nan")):  # the Python API refuses what the CLI refuses
+        with pytest.raises(InputError, match="bad --alpha"):
+            mon.outliers(alpha=bad)
 
 
 def test_robust_baseline_leaves_flagged_posts_out(mon: Monitor) -> None:
