@@ -75,9 +75,10 @@ def test_checksum_mismatch_is_refused(tmp_path: Path) -> None:
 def test_threads_from_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("MONITOR_THREADS", "1")
     assert OnnxMiniLM().threads == 1
-    monkeypatch.setenv("MONITOR_THREADS", "many")
-    with pytest.raises(EmbedderError, match="MONITOR_THREADS"):
-        OnnxMiniLM()
+    for bad in ("many", "0", "-2"):  # as --threads refuses them
+        monkeypatch.setenv("MONITOR_THREADS", bad)
+        with pytest.raises(EmbedderError, match="MONITOR_THREADS must be a whole number of at least 1"):
+            OnnxMiniLM()
 
 
 def test_make_embedder_specs() -> None:

@@ -49,9 +49,12 @@ def default_threads() -> int:
     value = os.environ.get("MONITOR_THREADS")
     if value:
         try:
-            return max(1, int(value))
-        except ValueError as exc:
-            raise EmbedderError(f"MONITOR_THREADS must be an integer, got {value!r}") from exc
+            threads = int(value)
+        except ValueError:
+            threads = 0
+        if threads < 1:
+            raise EmbedderError(f"MONITOR_THREADS must be a whole number of at least 1, got {value!r}")
+        return threads
     return os.cpu_count() or 1
 
 
