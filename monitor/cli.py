@@ -519,10 +519,11 @@ def stats(ctx: click.Context, fmt: str) -> None:
         f"{info['posts']} posts in {info['location']} (collection {info['collection']}, embedder {info['embedder']})"
     ]
     if base:
-        age = base["age_seconds"]
+        age, older = base["age_seconds"], base["posts_with_older_verdicts"]
+        hint = " (`monitor baseline` re-scores them)" if older else ""
         lines.append(
             f"baseline v{base['version']} ({base['score']}, {base['policy']}) built {base['created_at']} "
-            f"({_age(age)} ago) from {base['posts']} posts; {base['posts_with_older_verdicts']} posts carry older verdicts"
+            f"({_age(age)} ago) from {base['posts']} posts; {older} posts carry older verdicts{hint}"
         )
     else:
         lines.append("no baseline yet: run `monitor baseline`")

@@ -118,6 +118,11 @@ def _client(db: str | Path | None, url: str | None) -> Any:
     try:
         return chromadb.PersistentClient(path=str(path), settings=settings)
     except Exception as exc:
+        if "readonly database" in str(exc):  # Chroma's sqlite opens read-write, even to read
+            raise StoreError(
+                f"cannot open the Chroma database at {path}: this user cannot write there, and Chroma "
+                "needs write access to the folder even to read it"
+            ) from exc
         raise StoreError(f"cannot open the Chroma database at {path}: {exc}") from exc
 
 
