@@ -545,7 +545,10 @@ def test_container_entrypoint_schedules_the_next_run(chroma_server: ChromaServer
     try:
         assert proc.stderr is not None
         line = proc.stderr.readline()
-        sleepers = _children(proc.pid)
+        deadline, sleepers = time.monotonic() + 10, []
+        while not sleepers and time.monotonic() < deadline:  # the sleep starts just after the line
+            sleepers = _children(proc.pid)
+            time.sleep(0.05)
     finally:
         proc.terminate()  # docker stop: the shell's trap ends its pending sleep too
         proc.wait(timeout=30)
