@@ -478,14 +478,19 @@ def test_stdin_verdicts_one_json_line_per_post(tmp_path: Path) -> None:
     assert ChromaStore.open(db).count() == 2
 
 
-def test_stdin_is_scored_as_lines_arrive(tmp_path: Path) -> None:
-    proc = subprocess.Popen(
-        cli_argv("--db", tmp_path / "db", "ingest", "-", *HASH, "--verdicts"),
+def live_ingest(db: Path) -> subprocess.Popen[str]:
+    """``monitor ingest - --verdicts`` as a process, its stdin, stdout and stderr pipes open."""
+    return subprocess.Popen(
+        cli_argv("--db", db, "ingest", "-", *HASH, "--verdicts"),
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
     )
+
+
+def test_stdin_is_scored_as_lines_arrive(tmp_path: Path) -> None:
+    proc = live_ingest(tmp_path / "db")
     assert proc.stdin is not None and proc.stdout is not None
     got: queue.Queue[str] = queue.Queue()
     threading.Thread(target=lambda: got.put(proc.stdout.readline()), daemon=True).start()  # type: ignore[union-attr]
@@ -722,13 +727,7 @@ def test_a_record_without_a_category_never_unfiles_a_stored_post(
 
 def test_verdicts_into_a_reader_that_stops_early_exit_cleanly(tmp_path: Path) -> None:
     """`monitor ingest - --verdicts | head -1` while stdin is still open: a quiet exit, posts kept."""
-    proc = subprocess.Popen(
-        cli_argv("--db", tmp_path / "db", "ingest", "-", *HASH, "--verdicts"),
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    proc = live_ingest(tmp_path / "db")
     assert proc.stdin is not None and proc.stdout is not None and proc.stderr is not None
     try:
         proc.stdin.write(json.dumps({"id": "p1", "text": "first line", "category": "x"}) + "\n")
