@@ -506,9 +506,12 @@ class ChromaStore:
         """
         self.claim_writer()
         col = self.baseline_collection
-        ids = [f"v{version}/{c}" for c in categories]
+        # Two builds racing on a server may both take this version: the build id keeps their
+        # records apart, so the header (written last) always finds its own build's records.
+        build = str(header.get("build_id", ""))
+        ids = [f"v{version}/{build}/{c}" if build else f"v{version}/{c}" for c in categories]
         metas = [
-            plain_metadata({**r, "version": version, "category": c})
+            plain_metadata({**r, "version": version, "category": c, "build_id": build})
             for c, r in zip(categories, records, strict=True)
         ]
         if ids:
@@ -555,7 +558,10 @@ class ChromaStore:
             include=["embeddings", "metadatas"],
         )
         metas = [dict(m or {}) for m in result["metadatas"] or []]
-        order = sorted(range(len(metas)), key=lambda i: metas[i]["category"])
+        build = header.get("build_id")
+        mine = [i for i, m in enumerate(metas) if build and m.get("build_id") == build]
+        # records written before they carried a build id: the version's records are the build's
+        order = sorted(mine or range(len(metas)), key=lambda i: metas[i]["category"])
         cats = [metas[i]["category"] for i in order]
         raw = result["embeddings"]
         vecs = (

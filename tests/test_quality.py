@@ -197,6 +197,25 @@ def test_a_baseline_saved_by_another_client_is_seen(mon: Monitor, target: Target
     assert fresh is not None and (fresh.version, fresh.policy) == (2, "alpha:0.1")
 
 
+def test_two_builds_of_one_version_never_mix_their_records(target: Target) -> None:
+    """Two builds racing on a server can both save v7; the header written last must get its own records."""
+    store = target.open()
+    cats, centroids = ["med", "space"], np.eye(2, 4, dtype=np.float32)
+
+    def save(build: str, thresholds: list[float]) -> None:
+        header = {"build_id": build, "created_at": "2026-12-04T00:00:00+00:00", "policy": "alpha:0.05"}
+        store.save_baseline(7, header, cats, centroids, [{"threshold": t} for t in thresholds])
+
+    save("A", [0.1, 0.2])
+    save("B", [0.9, 0.8])  # B's records and header, then A's header lands late (a slow network)
+    store.baseline_collection.modify(metadata={"version": 7, "build_id": "A", "created_by": "monitor"})
+    loaded = store.load_baseline()
+    assert loaded is not None
+    header, categories, _, records = loaded
+    assert header["build_id"] == "A" and categories == cats
+    assert [r["threshold"] for r in records] == [0.1, 0.2]
+
+
 def test_robust_refuses_to_starve_a_category(mon: Monitor) -> None:
     from monitor.errors import BaselineError
 
