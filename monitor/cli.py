@@ -59,7 +59,17 @@ def _format_option(default: str = "table", choices: tuple[str, ...] = FORMATS) -
     )
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+class _Group(click.Group):
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except BrokenPipeError:  # click would make this a silent exit 1
+            raise StdoutClosed() from None
+
+
+@click.group(
+    cls=_Group, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100}
+)
 @click.option(
     "--db",
     type=click.Path(file_okay=False, path_type=Path),
@@ -544,7 +554,7 @@ def _age(seconds: float) -> str:
 def sweep(ctx: click.Context, radii: str | None, fmt: str) -> None:
     """Number of stored posts beyond each radius (the notebook's radius sweep)."""
     grid = None
-    if radii:
+    if radii is not None:
         try:
             grid = [float(r) for r in radii.split(",") if r.strip()]
         except ValueError:
@@ -850,6 +860,7 @@ def main(argv: list[str] | None = None) -> None:
     """Run the CLI; errors become one line on stderr and a non-zero exit, never a traceback."""
     try:
         cli.main(args=argv, prog_name="monitor", standalone_mode=False)
+        sys.stdout.flush()  # here, not at exit: a reader gone by now is handled below
     except click.exceptions.NoArgsIsHelpError as exc:
         click.echo(exc.ctx.get_help() if exc.ctx else str(exc), err=True)
         sys.exit(2)
@@ -870,7 +881,8 @@ def main(argv: list[str] | None = None) -> None:
         click.echo(f"Error: {exc}", err=True)
         sys.exit(exc.exit_code)
     except (BrokenPipeError, StdoutClosed):
-        # nothing more can be written: point stdout at /dev/null so the exit's own flush is quiet
+        # the reader has gone (`| head`): like every pipeline tool, stop quietly; point stdout at
+        # /dev/null so the exit's own flush does not fail again
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         sys.exit(0)
     except Exception as exc:

@@ -11,8 +11,13 @@ set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 "$root/scripts/setup.sh"
 
-archive=${MONITOR_ARCHIVE:-$(realpath -m "$root/../shared/data/20news-bydate.tar.gz")}
-[ -f "$archive" ] || archive=$root/monitor/data/20news-sample.tar.gz
+if [ -n "${MONITOR_ARCHIVE:-}" ]; then
+  archive=$MONITOR_ARCHIVE
+  [ -e "$archive" ] || { echo "main-job: MONITOR_ARCHIVE=$archive: no such file or folder" >&2; exit 1; }
+else
+  archive=$(realpath -m "$root/../shared/data/20news-bydate.tar.gz")
+  [ -f "$archive" ] || archive=$root/monitor/data/20news-sample.tar.gz
+fi
 export MONITOR_DB=${MONITOR_DB:-monitor-db}
 snapshot=${SNAPSHOT_DIR:-snapshot}
 monitor=$root/.venv/bin/monitor

@@ -769,3 +769,34 @@ def test_outliers_for_a_category_nobody_has_says_so(
     assert err == "note: no baseline category matches 'alpah' (have: alpha, beta)\n"
     code, out, err = run_main(["--db", db, "outliers", "--category", "alpha", "--alpha", "0.0001"], capsys)
     assert code == 0 and err == ""  # a real category with nothing flagged: no note
+
+
+@pytest.mark.parametrize("command", [["stats"], ["stats", "--format", "json"], ["sweep"]])
+def test_a_reader_gone_before_the_output_is_a_quiet_exit_0(
+    command: list[str], seeded: tuple[Path, Path]
+) -> None:
+    """`monitor stats | (sleep 1; true)`: the pipe is closed when monitor writes; exit 0, no noise."""
+    db, _ = seeded
+    proc = subprocess.Popen(
+        cli_argv("--db", db, *command), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    assert proc.stdout is not None
+    proc.stdout.close()
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 0 and err == "", err
+
+
+@pytest.mark.parametrize(("flag", "value"), [("--id-field", "text"), ("--id-field", "category")])
+def test_an_id_field_that_is_the_text_or_category_is_refused(
+    flag: str, value: str, seeded: tuple[Path, Path], capsys: pytest.CaptureFixture[str]
+) -> None:
+    db, good = seeded
+    before = store_state(db)
+    code, _, err = run_main(["--db", db, "ingest", good, *HASH, flag, value], capsys)
+    assert code == 1 and err.startswith("Error: the id, text and category fields must differ")
+    assert store_state(db) == before
+
+
+def test_sweep_with_empty_radii_is_refused(seeded: tuple[Path, Path], capsys: pytest.CaptureFixture[str]) -> None:
+    code, _, err = run_main(["--db", seeded[0], "sweep", "--radii", ""], capsys)
+    assert code == 1 and err.startswith("Error: bad --radii ''")

@@ -52,6 +52,11 @@ class _RecordSource:
         self._id_field = id_field or DEFAULT_ID_FIELD
         self._text_field = text_field
         self._category_field = category_field or DEFAULT_CATEGORY_FIELD
+        if self._id_field in (text_field, self._category_field) or text_field == self._category_field:
+            raise InputError(
+                f"the id, text and category fields must differ (got {self._id_field!r}, "
+                f"{text_field!r}, {self._category_field!r})"
+            )
         self._is_stdin = self._path == STDIN
         self.name = "stdin" if self._is_stdin else self._path
         if not self._is_stdin:
