@@ -19,10 +19,19 @@ wait_s="${MONITOR_WAIT_SECONDS:-120}"
 
 log() { echo "$(date -u +%Y-%m-%dT%H:%M:%SZ) monitor: $*" >&2; }
 
-# PID 1 in a container gets no default signal handling: stop at once on docker stop / Ctrl-C
-# (and take the pending sleep along, so nothing is left running when this is run by hand).
-sleeper=
-trap 'log "stopping"; [ -z "$sleeper" ] || kill "$sleeper" 2>/dev/null; exit 143' TERM INT
+# PID 1 in a container gets no default signal handling: stop at once on docker stop / Ctrl-C,
+# and take the running child (a sleep, the heartbeat wait, a nightly run) along. Children run in the
+# background and are waited for, because a shell runs its trap only once a foreground command ends.
+child=
+trap 'log "stopping"; [ -z "$child" ] || kill "$child" 2>/dev/null; exit 143' TERM INT
+in_child() {  # run "$@" as the interruptible child; returns its exit status
+  "$@" &
+  child=$!
+  status=0
+  wait "$child" || status=$?
+  child=
+  return "$status"
+}
 
 # Check the settings before waiting for anything: a typo must not become a restart loop.
 case "$at" in
@@ -31,6 +40,9 @@ case "$at" in
 esac
 case "$keep" in
   '' | *[!0-9]* | 0) echo "monitor: NIGHTLY_KEEP must be a whole number of at least 1, got '$keep'" >&2; exit 2 ;;
+esac
+case "$wait_s" in
+  '' | *[!0-9]*) echo "monitor: MONITOR_WAIT_SECONDS must be a whole number of seconds, got '$wait_s'" >&2; exit 2 ;;
 esac
 python - "$MONITOR_CHROMA_URL" <<'PY' || exit 2
 import sys
@@ -42,8 +54,8 @@ except MonitorError as exc:
     sys.exit(f"monitor: MONITOR_CHROMA_URL: {exc}")
 PY
 
-wait_for_server() {
-  python - "$MONITOR_CHROMA_URL" "$wait_s" <<'PY'
+# Waits for the server's heartbeat (run as `python -c`, so that the trap's kill reaches it).
+WAIT_FOR_SERVER='
 import sys, time, urllib.request
 url, limit = sys.argv[1].rstrip("/"), float(sys.argv[2])
 deadline = time.monotonic() + limit
@@ -58,7 +70,9 @@ while True:
         print(f"monitor: no Chroma server answering at {url}/api/v2/heartbeat after {limit:.0f}s", file=sys.stderr)
         sys.exit(1)
     time.sleep(1)
-PY
+'
+wait_for_server() {
+  in_child python -c "$WAIT_FOR_SERVER" "$MONITOR_CHROMA_URL" "$wait_s"
 }
 
 seconds_until() {  # seconds from now until the next HH:MM UTC
@@ -76,21 +90,19 @@ PY
 
 run() {
   log "nightly run against $MONITOR_CHROMA_URL into $MONITOR_SNAPSHOTS"
-  monitor nightly --keep "$keep"
+  in_child monitor nightly --keep "$keep"
 }
 
 wait_for_server
 if [ "${NIGHTLY_ONCE:-0}" = "1" ]; then
-  run
-  exit $?
+  status=0
+  run || status=$?
+  exit "$status"
 fi
 while true; do
   pause=$(seconds_until "$at")
   log "next nightly run at $at UTC (in ${pause}s)"
-  sleep "$pause" &
-  sleeper=$!
-  wait "$sleeper"  # interruptible by the TERM trap (a foreground sleep would delay it)
-  sleeper=
+  in_child sleep "$pause"
   wait_for_server || continue
   run || log "nightly run failed (exit $?); next one tomorrow"
 done

@@ -532,6 +532,30 @@ def test_container_entrypoint_runs_the_nightly_job_against_a_server(
     assert typo.stderr.startswith("monitor: MONITOR_CHROMA_URL: bad Chroma URL 'ftp://chroma:8000'")
 
 
+def test_container_entrypoint_stops_at_once_while_it_waits_for_the_server(tmp_path: Path) -> None:
+    """docker stop during the heartbeat wait: exit 143 now, not when the wait runs out; no child left."""
+    path = f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"
+    env = {**os.environ, "PATH": path, "MONITOR_CHROMA_URL": f"http://127.0.0.1:{free_port()}"}
+    env.update({"MONITOR_WAIT_SECONDS": "120", "NIGHTLY_ONCE": "1", "MONITOR_SNAPSHOTS": str(tmp_path)})
+    proc = subprocess.Popen(["sh", str(ROOT / "docker" / "entrypoint.sh")], env=env, stderr=subprocess.PIPE)
+    try:
+        deadline, waiting = time.monotonic() + 30, []
+        while not waiting and time.monotonic() < deadline:
+            waiting = _children(proc.pid)
+            time.sleep(0.05)
+        start = time.monotonic()
+        proc.terminate()
+        proc.wait(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 143 and time.monotonic() - start < 20
+    assert waiting and _gone(waiting), "the heartbeat wait was left running"
+    bad = entrypoint({**env, "MONITOR_WAIT_SECONDS": "abc"})
+    assert bad.returncode == 2 and "Traceback" not in bad.stderr
+    assert bad.stderr.strip() == "monitor: MONITOR_WAIT_SECONDS must be a whole number of seconds, got 'abc'"
+
+
 def test_container_entrypoint_schedules_the_next_run(chroma_server: ChromaServer, tmp_path: Path) -> None:
     from datetime import UTC, datetime, timedelta
 
