@@ -60,6 +60,8 @@ def _format_option(default: str = "table", choices: tuple[str, ...] = FORMATS) -
 
 
 class _Group(click.Group):
+    """The command group; a broken pipe from any command becomes :class:`StdoutClosed` (exit 0)."""
+
     def invoke(self, ctx: click.Context) -> Any:
         try:
             return super().invoke(ctx)
@@ -323,12 +325,9 @@ def _run_ingest(
     as_json: bool,
 ) -> None:
     def emit(rows: list[dict[str, Any]]) -> None:
-        try:
-            for row in rows:
-                click.echo(json.dumps(row, ensure_ascii=False))
-            sys.stdout.flush()
-        except BrokenPipeError:  # the reader is gone (`| head -1`): stop here, what is stored stays
-            raise StdoutClosed() from None
+        for row in rows:
+            click.echo(json.dumps(row, ensure_ascii=False))
+        sys.stdout.flush()  # a reader gone (`| head -1`) stops the ingest here: see _Group
 
     total = len(opened) if hasattr(opened, "__len__") else None  # stdin, JSONL, CSV: unknown
     with progress_bar("ingest", total) as advance:
