@@ -220,10 +220,9 @@ RACE = (
 
 def _check_still_current(store: ChromaStore, expected: str | None, what: str) -> None:
     """Refuse to go on when another process saved a baseline since ``expected`` was current."""
-    loaded = store.load_baseline()
-    current = loaded[0].get("build_id") if loaded else None
-    if current != expected:
-        raise BaselineError(RACE.format(what=what, version=loaded[0].get("version") if loaded else "?"))
+    header = store.baseline_header()
+    if header.get("build_id") != expected:
+        raise BaselineError(RACE.format(what=what, version=header.get("version", "?")))
 
 
 def check_current(store: ChromaStore, baseline: Baseline) -> None:

@@ -24,6 +24,7 @@ import numpy as np
 from sklearn.base import BaseEstimator
 
 from monitor.calibration import DEFAULT_POLICY, Calibration, ThresholdPolicy
+from monitor.embedders.base import l2_normalise
 from monitor.errors import BaselineError
 from monitor.scores import DEFAULT_SCORE, ScoreSpec, centroid_loo, loo_scores, scores
 
@@ -100,12 +101,9 @@ def unit_rows(X: np.ndarray) -> np.ndarray:
     normalises whatever it is given, as the embedders do.
     """
     X = np.asarray(X, dtype=np.float32)
-    if X.ndim != 2 or not X.size:
+    if X.ndim != 2 or not X.size or np.all(np.abs(np.linalg.norm(X, axis=1) - 1) <= 1e-4):
         return X
-    norms = np.linalg.norm(X, axis=1)
-    if np.all(np.abs(norms - 1) <= 1e-4):
-        return X
-    return (X / np.where(norms > 0, norms, 1)[:, None]).astype(np.float32)
+    return l2_normalise(X)
 
 
 def _finite_or_none(x: float) -> float | None:

@@ -194,17 +194,12 @@ class CsvSource(_RecordSource):
         if any(not is_valid_unicode(cell) for cell in header):
             raise InputError(f"{self.name}: the CSV header is not UTF-8")
         header = [cell.strip() for cell in header]
-        named = [
-            (field, flag)
-            for field, flag, needed in (
-                (self._text_field, "--text-field", True),
-                (self._id_field, "--id-field", self._id_required),
-                (self._category_field, "--category-field", self._category_required),
-            )
-            if needed
-        ]
-        for field, flag in named:
-            if field not in header:
+        for field, flag, needed in (
+            (self._text_field, "--text-field", True),
+            (self._id_field, "--id-field", self._id_required),
+            (self._category_field, "--category-field", self._category_required),
+        ):
+            if needed and field not in header:
                 columns = ", ".join(repr(c) for c in header)
                 raise InputError(f"{self.name} has no {field!r} column for {flag} (columns: {columns})")
         return header
